@@ -1,0 +1,15 @@
+"""Evaluation protocol: Kodak (24 images, 768x512).
+
+Metrics: real bpp, PSNR, MS-SSIM, LPIPS per image; FID/256 and KID/256
+over 256x256 patches (HiFiC protocol, Mentzer et al. 2020).
+"""
+
+from hific_diffusion import configs
+
+
+def get_config(arg: str = ""):
+    config = configs.base_config()
+    config.name = "kodak"
+    config.eval.dataset = "kodak"
+    config.eval.decoders = ("mse", "diffusion", "flow")
+    return config

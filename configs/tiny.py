@@ -1,0 +1,31 @@
+"""Seconds-scale CPU config for tests: small transforms, small U-Net, synthetic data."""
+
+from hific_diffusion import configs
+
+
+def get_config(arg: str = "autoencoder"):
+    config = configs.base_config()
+    config.name = f"tiny:{arg}"
+    config.task = arg
+    config.model.N = 16
+    config.model.M = 24
+    config.model.groups = (4, 4, 8, 8)
+    config.diffusion.unet.base_channels = 16
+    config.diffusion.unet.channel_mult = (1, 2)
+    config.diffusion.unet.num_res_blocks = 1
+    config.diffusion.unet.attn_resolutions = (8,)
+    config.diffusion.unet.compute_dtype = "float32"
+    config.diffusion.steps = 4
+    config.diffusion.tile = 32
+    config.diffusion.overlap = 8
+    config.train.steps = 20
+    config.train.batch_size = 4
+    config.train.lr = 1e-3
+    config.train.warmup_steps = 2
+    config.train.log_every = 5
+    config.train.ckpt_every = 10
+    config.data.source = "synthetic"
+    config.data.crop = 64
+    config.eval.dataset = "synthetic"
+    config.eval.decoders = ("mse",)
+    return config

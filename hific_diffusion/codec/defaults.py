@@ -1,0 +1,22 @@
+"""Default config section for the stage-1 autoencoder (ELIC, He et al. 2022)."""
+
+import ml_collections
+
+
+def model_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            # ELIC Sec. 4.1: N=192 channels in the transforms, M=320 latent channels.
+            N=192,
+            M=320,
+            # ELIC Sec. 3.2: uneven channel groups; the last is M - 128.
+            groups=(16, 16, 32, 64, 192),
+            # Rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE.
+            lmbda=0.0130,
+            # Gaussian scale table for the integer coding path.
+            num_scales=64,
+            scale_min=0.11,
+            scale_max=256.0,
+            compute_dtype="float32",
+        )
+    )

@@ -1,0 +1,69 @@
+"""The config system: names, paths, args, overrides and the entry points' flags."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hific_diffusion import configs
+
+EXPECTED = {"elic_mse", "hfd", "hfd_rf", "clic20", "clic22", "coco30k", "kodak", "tiny", "demo"}
+
+
+def test_every_documented_config_is_available_and_loads():
+    assert EXPECTED <= set(configs.available())
+    for name in configs.available():
+        config = configs.load(name)
+        assert config.name.split(":")[0] == name
+        assert config.task in ("autoencoder", "diffusion", "flow")
+
+
+def test_name_arg_reaches_get_config():
+    assert configs.load("elic_mse:0.25").model.lmbda != configs.load("elic_mse:0.06").model.lmbda
+    assert configs.load("tiny:flow").task == "flow"
+
+
+def test_unknown_name_lists_available_names():
+    with pytest.raises(configs.ConfigError, match="available: .*tiny"):
+        configs.resolve("nosuchname")
+
+
+def test_path_spelling_loads_the_same_config(tmp_path):
+    path = configs.config_dir() / "tiny.py"
+    assert configs.load(str(path)).to_dict() == configs.load("tiny").to_dict()
+
+
+def test_overrides_parse_like_the_command_line():
+    config = configs.load("tiny", ["train.steps=7", "model.lmbda=1", "data.source=folder"])
+    assert config.train.steps == 7
+    assert config.model.lmbda == 1.0 and isinstance(config.model.lmbda, float)
+    assert config.data.source == "folder"
+    with pytest.raises(configs.ConfigError, match="no config field"):
+        configs.load("tiny", ["train.nosuchfield=1"])
+
+
+def _run(args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["hific_diffusion.eval", "--config=clic22", "--help"], "--bundle"),
+        (["hific_diffusion.train", "--config=tiny", "--help"], "--workdir"),
+    ],
+)
+def test_entry_points_print_their_flags_from_any_directory(args, flag, tmp_path):
+    result = _run(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert flag in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module", ["hific_diffusion.eval", "hific_diffusion.train"])
+def test_unknown_config_is_a_one_line_error(module, tmp_path):
+    result = _run([module, "--config=nosuchname", "--workdir=x"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuchname" in lines[0] and "clic22" in lines[0]
