@@ -49,17 +49,29 @@ class _Models:
 
 
 def _groups(indices: np.ndarray, num_tables: int):
-    """Stable grouping of flat positions by table index: (index, positions)."""
+    """Stable grouping by table index: (order, [(index, start, end), ...]).
+
+    ``order`` lists flat positions sorted by index (stable); group k is
+    ``order[start:end]``.
+    """
     flat = indices.reshape(-1)
     if not flat.size:
-        return []
+        return np.zeros(0, np.intp), []
     if flat.min() < 0 or flat.max() >= num_tables:
         raise ValueError(f"range coder: table index out of range [0, {num_tables})")
-    order = np.argsort(flat, kind="stable")
-    sorted_idx = flat[order]
-    starts = np.flatnonzero(np.diff(sorted_idx, prepend=-1))
-    ends = np.append(starts[1:], flat.size)
-    return [(int(sorted_idx[a]), order[a:b]) for a, b in zip(starts, ends, strict=True)]
+    # numpy's stable sort is a radix sort for keys of 16 bits or less: O(n),
+    # 2-5x faster than sorting int64 at megapixel sizes (fewer bits, fewer passes).
+    if num_tables <= 1 << 8:
+        key = flat.astype(np.uint8)
+    elif num_tables <= 1 << 16:
+        key = flat.astype(np.uint16)
+    else:
+        key = flat
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=num_tables)
+    ends = np.cumsum(counts)
+    live = np.flatnonzero(counts).tolist()
+    return order, [(k, int(ends[k] - counts[k]), int(ends[k])) for k in live]
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
@@ -86,16 +98,19 @@ class Encoder:
             raise ValueError(f"encode: symbols {symbols.shape} vs indices {indices.shape}")
         if symbols.size and (symbols.min() < -(2**31) or symbols.max() >= 2**31):
             raise ValueError("encode: symbols must fit in int32")
-        flat = symbols.reshape(-1).astype(np.int64)
-        escaped = []
-        for k, pos in _groups(indices, self._tables.num_tables):
-            n = int(self._tables.lengths[k])
-            rel = flat[pos] - int(self._tables.offsets[k])
-            out = (rel < 0) | (rel >= n)
-            rel = np.where(out, n, rel).astype(np.int32)
-            self._enc.encode(rel, self._models[k])
-            escaped.append(flat[pos][out])
-        self._encode_escapes(np.concatenate(escaped) if escaped else np.zeros(0, np.int64))
+        order, groups = _groups(indices, self._tables.num_tables)
+        if not groups:
+            return
+        idx = indices.reshape(-1)[order]
+        sym = symbols.reshape(-1)[order].astype(np.int64)
+        rel = sym - self._tables.offsets[idx]
+        n = self._tables.lengths[idx]
+        out = (rel < 0) | (rel >= n)
+        rel = np.where(out, n, rel).astype(np.int32)
+        for k, a, b in groups:
+            self._enc.encode(rel[a:b], self._models[k])
+        # Escapes in sorted order, after all groups of this stage.
+        self._encode_escapes(sym[out])
 
     def _encode_escapes(self, values: np.ndarray) -> None:
         if not values.size:
@@ -140,18 +155,20 @@ class Decoder:
             raise BitstreamError(f"entropy-coded data is invalid ({e})") from None
 
     def _decode(self, indices: np.ndarray) -> np.ndarray:
-        out = np.zeros(indices.size, np.int64)
-        escaped_pos = []
-        for k, pos in _groups(indices, self._tables.num_tables):
-            n = int(self._tables.lengths[k])
-            rel = self._dec.decode(self._models[k], pos.size).astype(np.int64)
-            out[pos] = rel + int(self._tables.offsets[k])
-            escaped_pos.append(pos[rel == n])
-        if escaped_pos:
-            esc = np.concatenate(escaped_pos)
-            if esc.size:
-                out[esc] = self._decode_escapes(esc.size)
-        return out.astype(np.int32).reshape(indices.shape)
+        order, groups = _groups(indices, self._tables.num_tables)
+        if not groups:
+            return np.zeros(indices.shape, np.int32)
+        rel = np.empty(order.size, np.int64)
+        for k, a, b in groups:
+            rel[a:b] = self._dec.decode(self._models[k], b - a)
+        idx = indices.reshape(-1)[order]
+        sym = rel + self._tables.offsets[idx]
+        escaped = rel == self._tables.lengths[idx]
+        if escaped.any():
+            sym[escaped] = self._decode_escapes(int(escaped.sum()))
+        out = np.empty(order.size, np.int32)
+        out[order] = sym
+        return out.reshape(indices.shape)
 
     def _decode_escapes(self, count: int) -> np.ndarray:
         nbits = self._dec.decode(_NBITS, count).astype(np.int64)
