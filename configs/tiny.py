@@ -28,4 +28,8 @@ def get_config(arg: str = "autoencoder"):
     config.data.crop = 64
     config.eval.dataset = "synthetic"
     config.eval.decoders = ("mse",)
+    config.eval.random_init = True  # without --bundle/--workdir: plumbing run, numbers meaningless
+    config.eval.fid_patch = 32  # the synthetic images are smaller than 256
+    config.eval.baselines = ("jpeg", "webp")
+    config.eval.kid_subset_size = 50
     return config

@@ -114,16 +114,21 @@ class InceptionFeatures:
         self.batch_size = batch_size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """uint8 [N, H, W, 3] -> float64 [N, 2048]; fixed-size batches avoid recompiles."""
+        """uint8 [N, H, W, 3] -> float64 [N, 2048].
+
+        Batches are padded to a power of two (at most ``batch_size``): few shapes
+        to compile, little padding wasted on small remainders.
+        """
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise MetricError(f"Inception wants uint8 [N,H,W,3], got {images.dtype} {images.shape}")
         out = []
         for i in range(0, len(images), self.batch_size):
             chunk = images[i : i + self.batch_size]
-            pad = self.batch_size - len(chunk)
+            pad = min(self.batch_size, 1 << (len(chunk) - 1).bit_length()) - len(chunk)
             batch = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)]) if pad else chunk
-            feats = inception.pool3_features(self.graphdef, self.state, jnp.asarray(batch))
+            x = inception.preprocess_jit(jnp.asarray(batch))
+            feats = inception.pool3_features(self.graphdef, self.state, x)
             out.append(np.asarray(jax.device_get(feats), np.float64)[: len(chunk)])
         if not out:
             return np.zeros((0, inception.FEATURES), np.float64)

@@ -220,7 +220,13 @@ def random_model(seed: int = 0) -> FIDInceptionV3:
 
 
 @jax.jit
-def pool3_features(graphdef, state, x_uint8):
-    """Jitted hot path: uint8 [N, H, W, 3] -> float32 [N, 2048]."""
+def pool3_features(graphdef, state, x):
+    """Jitted hot path: preprocessed float32 [N, 299, 299, 3] -> float32 [N, 2048].
+
+    The resize stays outside so images of every size share one compiled network.
+    """
     model = nnx.merge(graphdef, state)
-    return model(preprocess(x_uint8))
+    return model(x)
+
+
+preprocess_jit = jax.jit(preprocess)
