@@ -95,6 +95,11 @@ def read_log(path: Path) -> dict[tuple[str, str], dict]:
 
 def _append(path: Path, rows: list[dict]) -> None:
     text = "".join(json.dumps(r) + "\n" for r in rows)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line torn by an interruption: never extend it
+                text = "\n" + text
     with open(path, "a") as f:  # one write per image: an image's rows land together
         f.write(text)
         f.flush()
@@ -241,6 +246,8 @@ def finish(config, out, items, rows, expected, features, base_missing) -> dict:
     per_decoder = report.summarize(rows, expected)
     names = [name for name, _ in items]
     note = ""
+    for m in per_decoder.values():
+        m["fid"] = m["kid"] = None
     if features.extractor is None:
         note = "FID/KID skipped: no Inception weights"
     else:
@@ -248,7 +255,6 @@ def finish(config, out, items, rows, expected, features, base_missing) -> dict:
         for dec, m in per_decoder.items():
             got = features.load(dec, names)
             if ref is None or got is None or min(len(ref), len(got)) < 2:
-                m["fid"] = m["kid"] = None
                 note = "FID/KID need at least 2 patches per set"
                 continue
             m["fid"] = fid.fid_from_features(ref, got)

@@ -1,7 +1,8 @@
 """FID and KID over InceptionV3 pool3 features, with HiFiC's FID/256 patching.
 
 * Frechet distance (Heusel et al. 2017, Eq. 6) between Gaussians fitted to the
-  two feature sets, computed in float64 with ``scipy.linalg.sqrtm``.
+  two feature sets, in float64; the matrix square root's trace comes from a
+  symmetric eigendecomposition (equal to ``scipy.linalg.sqrtm``'s, see tests).
 * KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
   k(x, y) = (x.y / d + 1)^3, averaged over random subsets.
 * FID/256 (Mentzer et al. 2020, HiFiC Sec. 4 / App. A.7, used by HFD Sec. 5):
@@ -56,22 +57,51 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), float64 (Heusel et al. 2017)."""
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    w, v = scipy.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((S1 S2)^(1/2)) for PSD S1, S2, float64.
+
+    S1 S2 is similar to S1^(1/2) S2 S1^(1/2), which is symmetric PSD, so the
+    trace is the sum of square roots of its eigenvalues. Same value as
+    ``Tr(scipy.linalg.sqrtm(S1 @ S2))`` (tested to 1e-6 relative) but several
+    times faster and with no regularisation needed for singular covariances.
+    """
+    r1 = _psd_sqrt(sigma1)
+    ev = scipy.linalg.eigvalsh(r1 @ sigma2 @ r1)
+    return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), float64 (Heusel et al. 2017, Eq. 6)."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # Singular product (fewer samples than dimensions): regularise as pytorch-fid does.
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = np.real(covmean)
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    cross = trace_sqrt_product(sigma1, sigma2)
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * cross)
 
 
 def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
-    return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
+    """FID of two feature sets [N, D], float64.
+
+    With fewer samples than dimensions (small evaluation sets) the cross term
+    is computed from the centred features: S1 S2 has the same non-zero
+    eigenvalues as (X1 X2^T)(X1 X2^T)^T / ((n1-1)(n2-1)), so
+    Tr((S1 S2)^(1/2)) is the nuclear norm of X1 X2^T over sqrt((n1-1)(n2-1)):
+    an n1 x n2 SVD instead of D x D eigendecompositions. Exact, not approximate.
+    """
+    x, y = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    mu1, s1 = gaussian_stats(x)
+    mu2, s2 = gaussian_stats(y)
+    if min(len(x), len(y)) >= x.shape[1]:
+        return frechet_distance(mu1, s1, mu2, s2)
+    xc, yc = x - mu1, y - mu2
+    cross = scipy.linalg.svdvals(xc @ yc.T).sum() / np.sqrt((len(x) - 1) * (len(y) - 1))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * cross)
 
 
 def kid(real, fake, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0):

@@ -20,24 +20,30 @@ def _gaussian_features(n, d, seed, shift=0.0):
     return rng.normal(size=(n, d)) @ a + shift
 
 
-def test_frechet_distance_matches_independent_scipy_computation():
-    x = _gaussian_features(400, 32, 0)
-    y = _gaussian_features(500, 32, 1, shift=0.3)
-    got = fid.fid_from_features(x, y)
-    # Independent: the symmetric form Tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), eigh-based roots.
+def _scipy_reference(x, y):
+    """The textbook computation (as pytorch-fid): scipy.linalg.sqrtm of S1 S2."""
     m1, m2 = x.mean(0), y.mean(0)
     s1, s2 = np.cov(x.T), np.cov(y.T)
-    w, v = np.linalg.eigh(s1)
-    r1 = (v * np.sqrt(w)) @ v.T
-    inner = scipy.linalg.sqrtm(r1 @ s2 @ r1).real
-    ref = np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(inner)
-    assert got == pytest.approx(ref, rel=1e-6)
-    assert got > 1.0
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+
+
+@pytest.mark.parametrize("n1,n2,d", [(400, 500, 32), (20, 30, 64)])
+def test_frechet_distance_matches_independent_scipy_computation(n1, n2, d):
+    x = _gaussian_features(n1, d, 0)
+    y = _gaussian_features(n2, d, 1, shift=0.3)
+    ref = _scipy_reference(x, y)
+    assert fid.fid_from_features(x, y) == pytest.approx(ref, rel=1e-6)
+    stats = (*fid.gaussian_stats(x), *fid.gaussian_stats(y))
+    assert fid.frechet_distance(*stats) == pytest.approx(ref, rel=1e-6)
+    assert ref > 1.0
 
 
 def test_fid_of_a_set_against_itself_is_zero():
     x = _gaussian_features(300, 16, 2)
     assert abs(fid.fid_from_features(x, x)) < 1e-6
+    few = _gaussian_features(10, 2048, 3)  # fewer samples than dimensions: singular covariances
+    assert abs(fid.fid_from_features(few, few)) < 1e-6 * np.trace(np.cov(few.T))
 
 
 def test_kid_is_near_zero_for_same_distribution_and_positive_for_shift():
