@@ -79,7 +79,10 @@ def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> Non
 
     state = nnx.state(module, nnx.Not(nnx.RngState))
     targets = {_SEP.join(map(str, p)): v for p, v in nnx.to_flat_state(state)}
-    missing = sorted(set(targets) - set(flat))
+    # Params are required; other variables (e.g. statistics) keep their
+    # constructed values when a checkpoint only holds Params.
+    required = {k for k, v in targets.items() if isinstance(v, nnx.Param)}
+    missing = sorted(required - set(flat))
     extra = sorted(set(flat) - set(targets))
     if missing or extra:
         raise BundleError(
@@ -87,6 +90,8 @@ def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> Non
             f"(missing {missing[:3]}, unexpected {extra[:3]})"
         )
     for key, var in targets.items():
+        if key not in flat:
+            continue
         arr = flat[key]
         want = var.get_value()
         if tuple(arr.shape) != tuple(want.shape):
@@ -247,13 +252,24 @@ def codec_from_bundle(codec_cls, path):
     return codec
 
 
-def codec_from_states(codec_cls, config, states):
-    """Codec from ``checkpoint.restore_params`` output ({"autoencoder"|"unet": State})."""
-    if "autoencoder" not in states:
-        raise BundleError("checkpoint has no autoencoder weights")
-    params = {"autoencoder": flatten_state(states["autoencoder"])}
+def codec_from_checkpoint(codec_cls, workdir, which: str = "ema"):
+    """Codec from training workdirs: ``checkpoint.restore_params`` gives
+    ``{"autoencoder" | "unet": nnx.State}``; stage 2 names its stage-1 workdir."""
+    from hific_diffusion import checkpoint
+
+    config, states = checkpoint.restore_params(workdir, which=which)
+    params = {}
     if "unet" in states:
+        ae_dir = config.train.get("autoencoder_checkpoint", "")
+        if not ae_dir:
+            raise BundleError(f"{workdir}: stage-2 config names no train.autoencoder_checkpoint")
+        ae_config, ae_states = checkpoint.restore_params(ae_dir, which=which)
+        config.model = ae_config.model
         params[f"unet_{config.task}"] = flatten_state(states["unet"])
+        states = ae_states
+    if "autoencoder" not in states:
+        raise BundleError(f"{workdir}: checkpoint has no autoencoder weights")
+    params["autoencoder"] = flatten_state(states["autoencoder"])
     return codec_from_flat(codec_cls, config, params)
 
 
