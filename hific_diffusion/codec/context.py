@@ -124,7 +124,7 @@ def training_params(net, hyper, y, quantize):
     mus, sigmas, y_hats = [], [], []
     for k, y_k in enumerate(split_groups(y, net.groups)):
         y_prev = jnp.concatenate(y_hats, axis=-1) if k else None
-        mu_a, s_a = group_params(net, k, hyper, y_prev, jnp.zeros_like(y_k))
+        mu_a, s_a = group_params(net, k, hyper, y_prev, jnp.zeros(y_k.shape, hyper.dtype))
         y_hat_a = jnp.where(anchor, quantize(y_k, mu_a), 0)
         mu_n, s_n = group_params(net, k, hyper, y_prev, y_hat_a)
         mu = jnp.where(anchor, mu_a, mu_n)
