@@ -67,3 +67,9 @@ def photo_crop(size=128, which=0):
     im = photos()[which]
     r, c = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
     return jnp.asarray(im[r : r + size, c : c + size][None])
+
+
+@pytest.fixture(scope="session")
+def photo_128():
+    """The centre 128x128 crop of skimage's astronaut (not a training crop size)."""
+    return photo_crop(128)

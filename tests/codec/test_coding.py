@@ -15,8 +15,6 @@ from flax import nnx
 from hific_diffusion.codec import coding
 from hific_diffusion.codec.bitstream import BitstreamError
 
-from .conftest import photo_crop
-
 
 def _x(seed=0, h=64, w=128):
     return jax.random.uniform(jax.random.key(seed), (1, h, w, 3))
@@ -96,11 +94,11 @@ def test_decoding_in_another_process_with_other_xla_settings_is_identical(tiny_m
     assert out[1] == hashlib.sha256(x.tobytes()).hexdigest()
 
 
-def test_coded_bits_match_likelihood_estimate_on_trained_tiny(trained_tiny):
+def test_coded_bits_match_likelihood_estimate_on_trained_tiny(trained_tiny, photo_128):
     """Real range-coded bits vs float -log2 likelihood: the integer path, scale
     table and 16-bit pmfs cost < 0.5% plus the coder's flush words."""
     model, _ = trained_tiny
-    x = photo_crop(128)
+    x = photo_128
     real = 8 * sum(len(s) for s in coding.compress_latents(model, x))
     est = coding.estimate_bits(model, x)
     overhead = 2 * 64  # per section: final 32-bit word(s) of the range coder
