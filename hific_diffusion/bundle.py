@@ -59,10 +59,11 @@ def flatten_state(state) -> dict[str, np.ndarray]:
     if isinstance(state, nnx.State):
         flat = {}
         for path, var in nnx.to_flat_state(state):
-            if isinstance(var, nnx.RngState):
+            # Plain-array attributes (e.g. convolution masks) are constants the
+            # constructor rebuilds; RNG state is not needed for inference.
+            if not isinstance(var, nnx.Variable) or isinstance(var, nnx.RngState):
                 continue
-            value = var.get_value() if hasattr(var, "get_value") else var
-            flat[_SEP.join(map(str, path))] = np.asarray(value)
+            flat[_SEP.join(map(str, path))] = np.asarray(var.get_value())
         return flat
     from flax import traverse_util
 
@@ -78,7 +79,11 @@ def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> Non
     from flax import nnx
 
     state = nnx.state(module, nnx.Not(nnx.RngState))
-    targets = {_SEP.join(map(str, p)): v for p, v in nnx.to_flat_state(state)}
+    targets = {
+        _SEP.join(map(str, p)): v
+        for p, v in nnx.to_flat_state(state)
+        if isinstance(v, nnx.Variable)
+    }
     # Params are required; other variables (e.g. statistics) keep their
     # constructed values when a checkpoint only holds Params.
     required = {k for k, v in targets.items() if isinstance(v, nnx.Param)}
