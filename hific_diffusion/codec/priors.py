@@ -60,7 +60,8 @@ class FactorizedPrior(nnx.Module):
     def integer_pmfs(self, tail_mass: float = 1e-9, max_radius: int = 1024):
         """Per-channel pmf on the integers covering all but ``tail_mass``.
 
-        Returns (pmf float64[C, L], offsets int32[C]); row c gives P(z = offsets[c] + j).
+        Returns (pmf float64[C, L], offsets int32[C], lengths int32[C]); row c gives
+        P(z = offsets[c] + j) for j < lengths[c].
         The support is found on the CDF itself, so it always follows the learned
         density (no separately learned quantiles to keep in sync).
         """
@@ -81,4 +82,5 @@ class FactorizedPrior(nnx.Module):
         for c, (lo, hi) in enumerate(zip(los, his, strict=True)):
             out[c, : hi - lo + 1] = pmf[c, lo : hi + 1]
         offsets = (np.asarray(los) - max_radius).astype(np.int32)
-        return out, offsets
+        lengths = (np.asarray(his) - np.asarray(los) + 1).astype(np.int32)
+        return out, offsets, lengths
