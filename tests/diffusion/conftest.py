@@ -39,8 +39,8 @@ def random_unet(cfg, seed=0):
             raise ValueError(f"unexpected non-parameter state {path}")
         return rng.normal(size=x.shape).astype(x.dtype)
 
-    state = jax.tree_util.tree_map_with_path(fill, state)
-    return graphdef, jax.tree.map(jax.numpy.asarray, state)
+    state = jax.tree_util.tree_map_with_path(lambda p, x: jax.numpy.asarray(fill(p, x)), state)
+    return graphdef, state
 
 
 @pytest.fixture(scope="session")
