@@ -44,7 +44,7 @@ def test_output_depends_on_the_logsnr_and_on_x_mse(tiny_unet):
     model = nnx.merge(*tiny_unet)
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     z, c = jax.random.normal(k1, (2, 16, 16, 3)), jax.random.normal(k2, (2, 16, 16, 3))
-    f = jax.jit(lambda z, c, l: model(z, c, l))
+    f = jax.jit(lambda z, c, logsnr: model(z, c, logsnr))
     out = f(z, c, jnp.array([0.0, 0.0]))
     assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.float32
     assert not np.allclose(out, f(z, c, jnp.array([5.0, 5.0])))
