@@ -68,7 +68,12 @@ class ELIC(nnx.Module):
         y = self.analysis(x01)
         z = self.h_a(y)
         if training:
-            rng = self.noise.noise() if rng is None else rng
+            if rng is None:
+                # Mix in the batch so the noise changes per step even when a
+                # trainer rebuilds (does not carry) the module's rng state;
+                # pass ``rng`` explicitly for full control.
+                salt = jax.lax.bitcast_convert_type(jnp.sum(x01, dtype=jnp.float32), jnp.int32)
+                rng = jax.random.fold_in(self.noise.noise(), salt)
             rz, ry = jax.random.split(rng)
             z_lik = self.prior.likelihood(quantize.add_uniform_noise(z, rz))
         else:
