@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -80,7 +81,7 @@ def test_decoding_in_another_process_with_other_xla_settings_is_identical(tiny_m
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-        PYTHONPATH=os.getcwd(),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
     )
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(blob)],
