@@ -15,26 +15,40 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+_JAX_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
-def numpy_rng(rngs: nnx.Rngs) -> np.random.Generator:
-    """A numpy generator seeded from the next ``params`` key.
 
-    Initialising with numpy avoids compiling one tiny XLA program per weight
-    shape (minutes on a busy CPU for the ~200 convolutions of ELIC).
+def _numpy_rng(key) -> np.random.Generator:
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).tolist())
+
+
+def fan_in_init(rngs: nnx.Rngs, shape) -> jax.Array:
+    """Truncated normal (+-2 std) with variance 1 / fan_in (LeCun; flax variance_scaling).
+
+    Eagerly the draw is done in numpy: one XLA compile per weight shape costs
+    minutes on a busy CPU for the ~200 convolutions of ELIC. Under tracing
+    (``nnx.eval_shape``, a jitted init) it uses the equivalent flax initializer.
     """
-    return np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).tolist())
-
-
-def fan_in_init(rng: np.random.Generator, shape) -> np.ndarray:
-    """Truncated normal (+-2 std) with variance 1 / fan_in (LeCun; flax variance_scaling)."""
-    fan_in = int(np.prod(shape[:-1]))
+    key = rngs.params()
+    if isinstance(key, jax.core.Tracer):
+        return _JAX_INIT(key, shape, jnp.float32)
+    rng = _numpy_rng(key)
     x = rng.standard_normal(shape)
     bad = np.abs(x) > 2
     while bad.any():
         x[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(x) > 2
     # 0.8796 = std of a unit normal truncated to [-2, 2].
-    return (x * np.sqrt(1.0 / fan_in) / 0.87962566103423978).astype(np.float32)
+    fan_in = int(np.prod(shape[:-1]))
+    return jnp.asarray(x * np.sqrt(1.0 / fan_in) / 0.87962566103423978, jnp.float32)
+
+
+def uniform_init(rngs: nnx.Rngs, shape, lo: float, hi: float) -> jax.Array:
+    """U(lo, hi), drawn like :func:`fan_in_init` (numpy eagerly, jax when traced)."""
+    key = rngs.params()
+    if isinstance(key, jax.core.Tracer):
+        return jax.random.uniform(key, shape, jnp.float32, lo, hi)
+    return jnp.asarray(_numpy_rng(key).uniform(lo, hi, shape), jnp.float32)
 
 
 class Conv(nnx.Module):
@@ -55,7 +69,7 @@ class Conv(nnx.Module):
         transpose: bool = False,
         rngs: nnx.Rngs,
     ):
-        self.kernel = nnx.Param(jnp.asarray(fan_in_init(numpy_rng(rngs), (k, k, cin, cout))))
+        self.kernel = nnx.Param(fan_in_init(rngs, (k, k, cin, cout)))
         self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
         self.k, self.stride, self.transpose = k, stride, transpose
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec.layers import numpy_rng
+from hific_diffusion.codec.layers import uniform_init
 
 LIKELIHOOD_FLOOR = 1e-9
 
@@ -29,8 +29,7 @@ class FactorizedPrior(nnx.Module):
         for k in range(len(filters) + 1):
             init = float(np.log(np.expm1(1.0 / scale / dims[k + 1])))
             self.matrices.append(nnx.Param(jnp.full((channels, dims[k + 1], dims[k]), init)))
-            bias = numpy_rng(rngs).uniform(-0.5, 0.5, (channels, dims[k + 1]))
-            self.biases.append(nnx.Param(jnp.asarray(bias, jnp.float32)))
+            self.biases.append(nnx.Param(uniform_init(rngs, (channels, dims[k + 1]), -0.5, 0.5)))
             if k < len(filters):
                 self.factors.append(nnx.Param(jnp.zeros((channels, dims[k + 1]))))
         self.channels = channels
