@@ -73,3 +73,9 @@ def photo_crop(size=128, which=0):
 def photo_128():
     """The centre 128x128 crop of skimage's astronaut (not a training crop size)."""
     return photo_crop(128)
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer():
+    """(train_tiny, photos) for slow tests that train longer."""
+    return train_tiny, photos
