@@ -4,11 +4,18 @@ Usage: ``--config=elic_mse:<bpp>`` with <bpp> one of the target bitrates
 below; each maps to a rate-distortion lambda in
 ``loss = bpp + lmbda * 255^2 * MSE``.
 
-Sources: the architecture is ELIC (He et al., CVPR 2022; N=192, M=320,
-groups [16, 16, 32, 64, M-128]). The lambda values are CompressAI's MSE
-lambdas for its ELIC/mbt models; HFD does not publish its lambdas, so the
-mapping from target bitrate to lambda is an ASSUMPTION, to be checked
-against the bitrate a trained model actually reaches.
+Sources and assumptions (checked 2026-11-23):
+- Architecture: ELIC (He et al., CVPR 2022): N=192, M=320, groups
+  [16, 16, 32, 64, M-128], 3 residual bottleneck blocks per stage.
+- Lambdas: the first five of CompressAI's MSE grid
+  (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.18; the grid of
+  Balle et al. 2018 / Minnen et al. 2018, used by CompressAI's ELIC and mbt
+  training scripts), in the same units as our loss (lambda * 255^2 * MSE).
+  ELIC trains its own grid of lambdas that we could not verify offline.
+- The target-bpp labels are an ASSUMPTION (not measured here): HFD does not
+  publish its lambdas, so the label-to-lambda mapping is a guess that the
+  rate grows with lambda. Check the rate a trained model reaches
+  (``Codec.estimate_bpp`` / real bpp in the evaluation) before quoting a label.
 """
 
 from hific_diffusion import configs

@@ -68,11 +68,14 @@ class Codec:
 
     @classmethod
     def from_checkpoint(cls, workdir, which: str = "ema") -> Codec:
-        """Builds a Codec from a training workdir (orbax, trainer branch)."""
-        from hific_diffusion import bundle, checkpoint
+        """Builds a Codec from a training workdir (orbax, trainer branch).
 
-        config, states = checkpoint.restore_params(workdir, which=which)
-        return bundle.codec_from_states(cls, config, states)
+        A stage-2 workdir (diffusion or flow) brings its autoencoder from
+        ``config.train.autoencoder_checkpoint``.
+        """
+        from hific_diffusion import bundle
+
+        return bundle.codec_from_checkpoint(cls, workdir, which)
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -173,21 +176,24 @@ class Codec:
             )
         from hific_diffusion.diffusion import decode
 
-        cfg = self.config.diffusion
         graphdef, state = gen
-        return decode.generate(
-            graphdef,
-            state,
-            x_mse,
-            kind=kind,
-            cfg=cfg,
-            steps=int(steps or header.steps or cfg.steps),
-            seed=int(header.seed if seed is None else seed),
-            noise_level=float(cfg.noise_level if noise_level is None else noise_level),
-            tile=int(tile or cfg.tile),
-            overlap=int(cfg.overlap if overlap is None else overlap),
-            progress=progress,
-        )
+        try:
+            return decode.generate(
+                graphdef,
+                state,
+                x_mse,
+                kind=kind,
+                cfg=self.config.diffusion,
+                # None falls back to the header's hint, then to the config.
+                steps=steps if steps is not None else (header.steps or None),
+                seed=header.seed if seed is None else int(seed),
+                noise_level=noise_level,
+                tile=tile,
+                overlap=overlap,
+                progress=progress,
+            )
+        except ValueError as e:  # decode.GenerateError / patches.TilingError
+            raise CodecError(f"{kind} decoder: {e}") from None
 
 
 def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:

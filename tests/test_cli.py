@@ -114,3 +114,60 @@ def test_missing_bundle_exits_2_with_one_line(tmp_path):
         "compress", "--model", tmp_path / "nobundle", tmp_path / "x.png", tmp_path / "o.hfd"
     )
     assert_clean_error(proc, "no model bundle")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    import jax
+    from flax import nnx
+
+    from hific_diffusion import bundle, configs
+    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.pipeline import Codec
+
+    config = configs.load("tiny")
+    root = tmp_path_factory.mktemp("bundles")
+    model = ELIC(config.model, rngs=nnx.Rngs(0))
+    other = nnx.clone(model)  # a second model without a second slow initialization
+    nnx.update(other, jax.tree.map(lambda a: a * 1.01, nnx.state(other, nnx.Param)))
+    codecs = {"a": Codec(config, model), "b": Codec(config, other)}
+    for name, codec in codecs.items():
+        bundle.save_codec(root / name, codec)
+    return root, codecs
+
+
+@pytest.mark.slow  # three fresh processes compile the tiny model: minutes on 2 busy cores
+def test_directory_round_trip_decodes_bit_exactly_under_other_xla_settings(bundles, tmp_path):
+    root, codecs = bundles
+    src = tmp_path / "in"
+    src.mkdir()
+    shapes = {"one": (1, 1), "odd": (63, 65)}
+    for name, (h, w) in shapes.items():
+        rng = np.random.default_rng(h)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(src / f"{name}.png")
+    proc = run_cli("compress", "--model", root / "a", src, tmp_path / "hfd")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "hfd").iterdir()) == ["odd.hfd", "one.hfd"]
+    # A fresh process with one XLA thread and one device must decode the same pixels.
+    proc = run_cli(
+        "decompress",
+        "--model",
+        root / "a",
+        tmp_path / "hfd",
+        tmp_path / "out",
+        XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name, shape in shapes.items():
+        data = (tmp_path / "hfd" / f"{name}.hfd").read_bytes()
+        assert data == codecs["a"].compress(src / f"{name}.png")
+        decoded = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
+        assert decoded.shape == (*shape, 3)
+        assert np.array_equal(decoded, codecs["a"].decompress(data))
+
+
+def test_bitstream_from_another_bundle_exits_2(bundles, tmp_path):
+    root, codecs = bundles
+    (tmp_path / "a.hfd").write_bytes(codecs["a"].compress(np.zeros((9, 9, 3), np.uint8)))
+    proc = run_cli("decompress", "--model", root / "b", tmp_path / "a.hfd", tmp_path / "o.png")
+    assert_clean_error(proc, "different model")

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hific_diffusion.codec import range_coder, tables
 from hific_diffusion.codec.bitstream import BitstreamError
@@ -96,3 +98,15 @@ def test_bad_data_raises_bitstream_error(gauss):
 def test_table_index_out_of_range_is_rejected(gauss):
     with pytest.raises(ValueError):
         range_coder.Encoder(gauss).encode(np.array([0]), np.array([gauss.num_tables]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=0, max_size=256), n=st.integers(0, 300), k=st.integers(0, 31))
+def test_garbage_data_decodes_to_int32_or_raises_bitstream_error(gauss, data, n, k):
+    data = data[: len(data) - len(data) % 4]
+    idx = np.full(n, k)
+    try:
+        out = range_coder.Decoder(gauss, data).decode(idx)
+    except BitstreamError:
+        return
+    assert out.shape == (n,) and out.dtype == np.int32

@@ -1,0 +1,90 @@
+"""Float ELIC model: shapes, the rd_loss contract, and that training lowers the loss."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hific_diffusion import configs
+from hific_diffusion.codec import context
+from hific_diffusion.codec.autoencoder import ELIC, rd_loss
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return configs.load("tiny").model
+
+
+def _image(seed=0, size=64):
+    """A smooth synthetic image (compressible, unlike white noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    chans = [
+        0.5
+        + 0.4
+        * np.sin(
+            2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform(0.5, 2) * yy) + rng.uniform(0, 6)
+        )
+        for _ in range(3)
+    ]
+    return jnp.asarray(np.stack(chans, -1)[None], jnp.float32)
+
+
+def test_forward_shapes_and_positive_bits(tiny_cfg):
+    model = ELIC(tiny_cfg, rngs=nnx.Rngs(0))
+    x = jnp.concatenate([_image(0), _image(1)])
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, x):
+        m = nnx.merge(graphdef, state)
+        return m(x, training=False), rd_loss(m, x, 0.01, training=False)
+
+    out, (loss, metrics) = run(state, x)
+    # rd_loss contract: loss = bpp + lmbda * 255^2 * mse, metrics bpp/mse/psnr.
+    assert set(metrics) >= {"bpp", "mse", "psnr"}
+    bpp = float(np.sum(out["y_bits"] + out["z_bits"])) / (2 * 64 * 64)
+    np.testing.assert_allclose(float(metrics["bpp"]), bpp, rtol=1e-5)
+    expected = metrics["bpp"] + 0.01 * 255.0**2 * metrics["mse"]
+    np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
+    assert out["x_hat"].shape == x.shape
+    assert out["y_bits"].shape == (2,) and out["z_bits"].shape == (2,)
+    assert np.all(np.asarray(out["y_bits"]) > 0) and np.all(np.asarray(out["z_bits"]) > 0)
+
+
+def test_rejects_sizes_not_multiple_of_64(tiny_cfg):
+    model = ELIC(tiny_cfg, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="multiples of 64"):
+        model(jnp.zeros((1, 48, 64, 3)))
+
+
+def test_groups_must_sum_to_m(tiny_cfg):
+    cfg = tiny_cfg.copy_and_resolve_references()
+    cfg.groups = (4, 4, 8)
+    with pytest.raises(ValueError, match="sum to M"):
+        ELIC(cfg, rngs=nnx.Rngs(0))
+
+
+def test_anchor_params_do_not_depend_on_current_group(tiny_cfg):
+    """Checkerboard causality: anchors ignore group k; non-anchors see only its anchors."""
+    model = ELIC(tiny_cfg, rngs=nnx.Rngs(0))
+    net = model.context
+    hyper = jax.random.normal(jax.random.key(1), (1, 4, 4, 2 * tiny_cfg.M))
+    y_prev = jax.random.normal(jax.random.key(2), (1, 4, 4, 4))
+    a = jax.random.normal(jax.random.key(3), (1, 4, 4, 4))
+    b = jax.random.normal(jax.random.key(4), (1, 4, 4, 4))
+    anchor = np.asarray(context.checkerboard(4, 4, context.ANCHOR))[..., 0]
+    mu_a, s_a = context.group_params(net, 1, hyper, y_prev, a)
+    mu_b, s_b = context.group_params(net, 1, hyper, y_prev, b)
+    np.testing.assert_array_equal(np.asarray(mu_a)[0][anchor[0]], np.asarray(mu_b)[0][anchor[0]])
+    # Values at non-anchor positions of the input are never seen.
+    b_on_anchors = jnp.where(anchor[..., None], a, b)
+    mu_c, _ = context.group_params(net, 1, hyper, y_prev, b_on_anchors)
+    np.testing.assert_allclose(np.asarray(mu_c), np.asarray(mu_a), rtol=1e-5, atol=1e-6)
+
+
+def test_rd_loss_decreases_when_training_tiny(trained_tiny):
+    """60 Adam steps on photo crops (conftest.train_tiny) lower the rd loss."""
+    _, losses = trained_tiny
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10]), losses
