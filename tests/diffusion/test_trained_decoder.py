@@ -5,6 +5,7 @@ so x_mse is the photo downsampled 4x (area) and upsampled bilinearly, a
 blurry reconstruction like a low-rate MSE codec's.
 """
 
+import os
 import time
 
 import jax
@@ -18,7 +19,9 @@ from hific_diffusion import configs
 from hific_diffusion.diffusion import decode, losses
 from hific_diffusion.diffusion.unet import UNet
 
-TRAIN_SECONDS = 240
+# Wall-clock training budget; raise it on a loaded machine (steps, not
+# seconds, decide the outcome: see the printed step count).
+TRAIN_SECONDS = float(os.environ.get("HFD_SLOW_TRAIN_SECONDS", 300))
 CROP = 32
 
 
@@ -62,11 +65,10 @@ def test_trained_diffusion_adds_detail_and_is_perceptually_no_worse_than_x_mse()
 
     config = configs.load("tiny:diffusion")
     cfg = config.diffusion
-    cfg.unet.base_channels = 32
     cfg.unet.attn_resolutions = ()
     model = UNet(cfg.unet, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model)
-    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 2e-3, 50, 4000, 1e-4))
+    opt = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, 50, 3000, 3e-4))
     opt_state = opt.init(params)
 
     @jax.jit
@@ -80,7 +82,7 @@ def test_trained_diffusion_adds_detail_and_is_perceptually_no_worse_than_x_mse()
     train = offline_photos.load("train")
     rng = np.random.default_rng(0)
     start, n = time.time(), 0
-    while time.time() - start < TRAIN_SECONDS and n < 4000:
+    while time.time() - start < TRAIN_SECONDS and n < 3000:
         x = jnp.asarray(_crops([train[i] for i in rng.permutation(len(train))], 16, CROP, rng))
         params, opt_state, loss = step(params, opt_state, x, jax.random.PRNGKey(n))
         n += 1
