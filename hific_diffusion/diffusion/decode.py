@@ -109,19 +109,22 @@ def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, see
 
     k_init, k_steps = jax.random.split(jax.random.PRNGKey(seed))
     noise = jax.random.normal(k_init, cond.shape)
-    z = losses.flow_source(cond, noise, cfg.flow_noise) if kind == "flow" else noise
+    # .get: configs saved before these fields existed still decode.
+    flow_noise = cfg.get("flow_noise", 0.1)
+    z = losses.flow_source(cond, noise, flow_noise) if kind == "flow" else noise
     sampler = cfg.sampler if cfg.sampler in samplers.DIFFUSION_SAMPLERS else "ddpm"
     static = dict(
         kind=kind, steps=steps, sampler=sampler, layout=layout, chunk=int(cfg.tile_chunk),
-        clip_x=bool(cfg.clip_x),
+        clip_x=bool(cfg.get("clip_x", True)),
         schedule_args=(float(cfg.eta), float(cfg.logsnr_min), float(cfg.logsnr_max)),
     )  # fmt: skip
-    if cfg.tile_mode == "grouped" and layout.num_tiles > 1:
+    tile_mode = cfg.get("tile_mode", "overlap")
+    if tile_mode == "grouped" and layout.num_tiles > 1:
         from hific_diffusion.diffusion import grouped
 
         z = grouped.run_grouped(graphdef, state, z, cond, k_steps, noise_level, static, progress)
-    elif cfg.tile_mode not in ("overlap", "grouped"):
-        raise GenerateError(f"tile_mode must be 'overlap' or 'grouped', got {cfg.tile_mode!r}")
+    elif tile_mode not in ("overlap", "grouped"):
+        raise GenerateError(f"tile_mode must be 'overlap' or 'grouped', got {tile_mode!r}")
     else:
         z = run_chunks(graphdef, state, z, cond, k_steps, noise_level, static, progress)
     out = jnp.clip((z + 1.0) / 2.0, 0.0, 1.0)[:, :h, :w]

@@ -50,12 +50,17 @@ def ddim_step(z_t, x_hat, eps_hat, logsnr_s):
 
 
 def diffusion_steps(
-    predict, z, key, start, stop, *, steps, schedule, sampler="ddpm", noise_level=0.0, clip_x=True
-):
+    predict, z, key, start, stop, *, steps, schedule, sampler="ddpm", noise_level=0.0, clip_x=True,
+    known=None,
+):  # fmt: skip
     """Run diffusion steps ``start..stop-1`` of ``steps`` from state ``z``.
 
     ``schedule(t) -> logsnr``. Returns the new state; after the final step
-    the state is the x prediction in [-1, 1] model space.
+    the state is the x prediction in [-1, 1] model space. ``known = (x, mask)``
+    conditions on already generated pixels by replacement: after every step
+    the masked part of the state is set to a fresh forward-process sample
+    ``alpha_s x + sigma_s eps`` of the known content (Lugmayr et al. 2022,
+    RePaint, Eq. 8 without resampling), and to ``x`` itself at the end.
     """
     if sampler not in DIFFUSION_SAMPLERS:
         raise ValueError(f"unknown diffusion sampler {sampler!r}; expected {DIFFUSION_SAMPLERS}")
@@ -77,21 +82,33 @@ def diffusion_steps(
         else:
             noise = jax.random.normal(jax.random.fold_in(key, i), z.shape, z.dtype)
             z_s = ddpm_step(z, x_hat, logsnr_t, logsnr_s, noise, noise_level)
+        if known is not None:
+            x_known, mask = known
+            alpha_s, sigma_s = schedules.alpha_sigma(logsnr_s)
+            eps = jax.random.normal(jax.random.fold_in(key, steps + i), z.shape, z.dtype)
+            z_s = jnp.where(mask, P.diffuse(x_known, eps, alpha_s, sigma_s), z_s)
+            x_hat = jnp.where(mask, x_known, x_hat)
         return jnp.where(i == steps - 1, x_hat, z_s)
 
     return jax.lax.fori_loop(start, stop, body, z)
 
 
-def euler_flow_steps(predict, z, start, stop, *, steps, cond):
+def euler_flow_steps(predict, z, start, stop, *, steps, cond, known=None):
     """Euler steps ``z += v(z, t) / steps`` of the rectified flow, t from 0 to 1.
 
     ``cond(t)`` maps flow time to the U-Net's conditioning scalar
-    (:func:`schedules.flow_logsnr`). Liu et al. 2022, Sec. 2.
+    (:func:`schedules.flow_logsnr`). Liu et al. 2022, Sec. 2. ``known = (x,
+    mask, z0)`` keeps the masked part of the state on the straight path
+    from its source ``z0`` to the known pixels ``x``.
     """
 
     def body(i, z):
         t = i / steps
-        return z + predict(z, cond(t)) / steps
+        z = z + predict(z, cond(t)) / steps
+        if known is not None:
+            x_known, mask, z0 = known
+            z = jnp.where(mask, P.flow_interpolate(z0, x_known, (i + 1) / steps), z)
+        return z
 
     return jax.lax.fori_loop(start, stop, body, z)
 

@@ -59,7 +59,7 @@ def test_unet_rejects_sizes_it_cannot_downsample(tiny_unet):
         jax.eval_shape(lambda: model(jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 4)), 0.0))
 
 
-def _affine_model(z, c, logsnr, training=False):
+def _affine_model(z, c, logsnr, training=False, dropout_rng=None):
     """A simple differentiable stand-in for the U-Net (identities hold for any model)."""
     return 0.3 * z - 0.5 * c + 0.01 * logsnr[:, None, None, None]
 
