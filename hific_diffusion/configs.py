@@ -130,7 +130,13 @@ def run_app(main: Callable[[Sequence[str]], None]) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    app.run(main)
+    try:
+        app.run(main)
+    except SystemExit as e:
+        # absl exits 1 after printing --help; asking for help is not a failure.
+        if e.code == 1 and any(a in ("--help", "-h", "--helpfull", "-?") for a in sys.argv[1:]):
+            sys.exit(0)
+        raise
 
 
 def base_config() -> ml_collections.ConfigDict:
