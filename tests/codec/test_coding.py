@@ -83,14 +83,15 @@ def test_decoding_in_another_process_with_other_xla_settings_is_identical(tiny_m
         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
         PYTHONPATH=str(Path(__file__).resolve().parents[2]),
     )
-    out = subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(blob)],
         env=env,
-        check=True,
         capture_output=True,
         text=True,
         timeout=600,
-    ).stdout.split()
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.split()
     assert out[0] == hashlib.sha256(y_hat.tobytes()).hexdigest()
     assert out[1] == hashlib.sha256(x.tobytes()).hexdigest()
 
