@@ -34,7 +34,9 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
 
     frozen_graphdef, frozen_state = frozen
     x_mse = jax.device_get(
-        jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(frozen_state, x01)
+        jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(
+            frozen_state, x01
+        )
     )
     state = nnx.merge_state(nnx.State(params), rest) if rest else nnx.State(params)
     cfg = config.diffusion
