@@ -1,0 +1,122 @@
+"""Stage-2 training losses: v-prediction diffusion and rectified flow.
+
+Both take images in [0, 1] (``x01`` the target, ``x_mse01`` the frozen
+autoencoder's reconstruction) and work in [-1, 1] model space. The trainer
+wraps :func:`stage2_loss` (a pure function of ``(graphdef, params, rest,
+batch, rng)``) in ``jax.value_and_grad``; the loop itself lives in
+``hific_diffusion.train``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hific_diffusion.diffusion import parameterization as P
+from hific_diffusion.diffusion import schedules
+
+WEIGHTINGS = ("v", "x", "eps", "snr_trunc")
+
+
+class LossConfigError(ValueError):
+    """An unknown loss option in ``config.diffusion``."""
+
+
+def to_model_space(x01):
+    return 2.0 * jnp.asarray(x01, jnp.float32) - 1.0
+
+
+def v_loss_weight(logsnr, weighting: str):
+    """Per-example weight of the v-MSE (Salimans & Ho 2022, Sec. 4).
+
+    Since ``x - x_hat = -sigma (v - v_hat)`` and ``eps - eps_hat = alpha (v -
+    v_hat)``, weighting the v-MSE by sigma^2 gives the x-MSE and by alpha^2 the
+    eps-MSE; "snr_trunc" is their "truncated SNR" weighting max(SNR, 1) x-MSE.
+    """
+    alpha, sigma = schedules.alpha_sigma(logsnr)
+    if weighting == "v":
+        return jnp.ones_like(logsnr)
+    if weighting == "x":
+        return sigma**2
+    if weighting == "eps":
+        return alpha**2
+    if weighting == "snr_trunc":
+        return jnp.maximum(jnp.exp(logsnr), 1.0) * sigma**2
+    raise LossConfigError(f"unknown loss_weighting {weighting!r}; expected one of {WEIGHTINGS}")
+
+
+def diffusion_loss(unet, x01, x_mse01, rng, cfg):
+    """HFD stage-2 loss: weighted v-prediction MSE at t ~ U(0, 1) (HFD Sec. 3.1).
+
+    ``z_t = alpha_t x + sigma_t eps`` with the shifted cosine log-SNR; the
+    U-Net sees ``(z_t, x_mse, logsnr_t)`` and predicts ``v_t``. Returns
+    ``(loss, metrics)``; metrics hold the unweighted v-, x- and eps-MSE.
+    """
+    if cfg.parameterization != "v":
+        raise LossConfigError(f"only the v parameterization is implemented, got {cfg.parameterization!r}")
+    x, c = to_model_space(x01), to_model_space(x_mse01)
+    b = x.shape[0]
+    k_t, k_eps = jax.random.split(rng)
+    t = jax.random.uniform(k_t, (b,))
+    logsnr = schedules.logsnr_from_config(t, cfg)
+    alpha, sigma = (a[:, None, None, None] for a in schedules.alpha_sigma(logsnr))
+    eps = jax.random.normal(k_eps, x.shape)
+    z = P.diffuse(x, eps, alpha, sigma)
+    v = P.v_from_x_eps(x, eps, alpha, sigma)
+    v_hat = unet(z, c, logsnr, training=True)
+    v_mse = jnp.mean((v_hat - v) ** 2, axis=(1, 2, 3))
+    loss = jnp.mean(v_loss_weight(logsnr, cfg.loss_weighting) * v_mse)
+    x_hat = P.predict_x_from_v(z, v_hat, alpha, sigma)
+    metrics = dict(
+        loss=loss,
+        v_mse=jnp.mean(v_mse),
+        x_mse=jnp.mean((x_hat - x) ** 2),
+        eps_mse=jnp.mean((P.predict_eps_from_v(z, v_hat, alpha, sigma) - eps) ** 2),
+    )
+    return loss, metrics
+
+
+def flow_source(x_mse, noise, flow_noise: float):
+    """Source of the rectified flow: ``z_0 = x_mse + flow_noise * noise`` (HFD Sec. 3.3)."""
+    return x_mse + flow_noise * noise
+
+
+def flow_loss(unet, x01, x_mse01, rng, cfg):
+    """Rectified-flow velocity loss (Liu et al. 2022, Eq. 1; HFD Sec. 3.3).
+
+    Straight path from ``z_0 = x_mse + flow_noise * eps`` to ``x``; the U-Net,
+    conditioned on ``x_mse`` and on ``flow_logsnr(t)``, regresses the
+    constant velocity ``x - z_0``.
+    """
+    x, c = to_model_space(x01), to_model_space(x_mse01)
+    b = x.shape[0]
+    k_t, k_eps = jax.random.split(rng)
+    t = jax.random.uniform(k_t, (b,))
+    z0 = flow_source(c, jax.random.normal(k_eps, x.shape), cfg.flow_noise)
+    tb = t[:, None, None, None]
+    z = P.flow_interpolate(z0, x, tb)
+    target = P.flow_velocity(z0, x)
+    cond = schedules.flow_logsnr(t, cfg.logsnr_min, cfg.logsnr_max)
+    pred = unet(z, c, cond, training=True)
+    loss = jnp.mean((pred - target) ** 2)
+    x_hat = z + (1.0 - tb) * pred
+    return loss, dict(loss=loss, velocity_mse=loss, x_mse=jnp.mean((x_hat - x) ** 2))
+
+
+LOSSES = {"diffusion": diffusion_loss, "flow": flow_loss}
+
+
+def stage2_loss(graphdef, params, rest, batch, rng, *, cfg, kind: str):
+    """Pure loss for ``jax.value_and_grad(argnums=1, has_aux=True)``.
+
+    ``batch = {"image": x01, "x_mse": x_mse01}``; ``rest`` is the non-Param
+    state (dropout RNG counters). Returns ``(loss, (metrics, new_rest))`` so
+    the RNG state advanced by dropout flows back to the trainer.
+    """
+    if kind not in LOSSES:
+        raise LossConfigError(f"unknown stage-2 task {kind!r}; expected 'diffusion' or 'flow'")
+    unet = nnx.merge(graphdef, params, rest)
+    loss, metrics = LOSSES[kind](unet, batch["image"], batch["x_mse"], rng, cfg)
+    _, _, new_rest = nnx.split(unet, nnx.Param, ...)
+    return loss, (metrics, new_rest)

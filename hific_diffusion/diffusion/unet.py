@@ -1,0 +1,218 @@
+"""Conditional U-Net for the HFD decoder (HFD Sec. 3.2; Ho et al. 2020, App. B).
+
+Input: the noisy image ``z_t`` concatenated with the MSE reconstruction
+``x_mse`` (6 channels, [-1, 1] model space); conditioning: log-SNR through
+sinusoidal Fourier features and a 2-layer MLP, added to every residual
+block. Parameters are float32; activations run in ``compute_dtype`` (bf16 on
+accelerators); normalisation statistics are computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class UNetInputError(ValueError):
+    """An input the U-Net cannot process (wrong rank, channels or size)."""
+
+
+def _dtype(name):
+    return jnp.dtype(name)
+
+
+def _groups(channels: int, max_groups: int) -> int:
+    # Largest divisor of ``channels`` not above ``max_groups``, so tiny
+    # configs with 16 channels still get a valid GroupNorm.
+    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+
+
+def fourier_features(logsnr, dim: int, scale: float):
+    """Sinusoidal features of ``scale * logsnr`` (Vaswani et al. 2017, Sec. 3.5)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = (scale * logsnr.astype(jnp.float32))[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+class _Layers:
+    """Layer factory with the config's dtypes, so every block builds alike."""
+
+    def __init__(self, cfg, rngs):
+        self.cfg, self.rngs = cfg, rngs
+        self.dtype = _dtype(cfg.compute_dtype)
+        self.param_dtype = _dtype(cfg.param_dtype)
+
+    def conv(self, cin, cout, k=3, stride=1):
+        pad = ((k // 2, k // 2), (k // 2, k // 2))
+        return nnx.Conv(
+            cin, cout, (k, k), strides=(stride, stride), padding=pad, dtype=self.dtype,
+            param_dtype=self.param_dtype, rngs=self.rngs,
+        )  # fmt: skip
+
+    def linear(self, cin, cout):
+        return nnx.Linear(
+            cin, cout, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
+        )
+
+    def norm(self, c):
+        return nnx.GroupNorm(
+            c, num_groups=_groups(c, self.cfg.norm_groups), epsilon=1e-5, dtype=self.dtype,
+            param_dtype=self.param_dtype, rngs=self.rngs,
+        )  # fmt: skip
+
+
+class ResBlock(nnx.Module):
+    """GroupNorm-SiLU-conv twice with the embedding added in between (Ho et al. 2020)."""
+
+    def __init__(self, cin, cout, temb_dim, layers: _Layers):
+        self.norm1 = layers.norm(cin)
+        self.conv1 = layers.conv(cin, cout)
+        self.temb = layers.linear(temb_dim, cout)
+        self.norm2 = layers.norm(cout)
+        rate = layers.cfg.dropout
+        self.dropout = nnx.Dropout(rate, rngs=layers.rngs) if rate > 0 else None
+        self.conv2 = layers.conv(cout, cout)
+        self.skip = layers.conv(cin, cout, k=1) if cin != cout else None
+
+    def __call__(self, x, temb, training: bool):
+        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = h + self.temb(jax.nn.silu(temb))[:, None, None, :]
+        h = jax.nn.silu(self.norm2(h))
+        if self.dropout is not None:
+            h = self.dropout(h, deterministic=not training)
+        h = self.conv2(h)
+        return (x if self.skip is None else self.skip(x)) + h
+
+
+class Attention(nnx.Module):
+    """Multi-head self-attention over all positions, residual (ADM, Sec. 3)."""
+
+    def __init__(self, c, layers: _Layers):
+        self.heads = max(1, c // layers.cfg.head_dim)
+        self.norm = layers.norm(c)
+        self.qkv = layers.linear(c, 3 * c)
+        self.out = layers.linear(c, c)
+
+    def __call__(self, x):
+        b, h, w, c = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, h * w, 3, self.heads, c // self.heads)
+        o = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+        return x + self.out(o.reshape(b, h, w, c))
+
+
+class Level(nnx.Module):
+    """Residual blocks (+ attention) at one resolution, then a resampler."""
+
+    def __init__(self, blocks, attns, resample):
+        self.blocks = nnx.List(blocks)
+        self.attns = nnx.List(attns)
+        self.resample = resample
+
+
+class UNet(nnx.Module):
+    """``unet(z_t, x_mse, logsnr, training=False) -> v`` (NHWC, [-1, 1] space).
+
+    ``logsnr`` is a scalar or one value per example. Height and width must be
+    multiples of ``2 ** (len(channel_mult) - 1)``.
+    """
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        layers = _Layers(cfg, rngs)
+        ch = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.cfg_levels = len(ch)
+        self.fourier_dim = ch[0]
+        self.fourier_scale = float(cfg.fourier_scale)
+        self.dtype = layers.dtype
+        temb_dim = 4 * ch[0]
+        self.temb1 = layers.linear(ch[0], temb_dim)
+        self.temb2 = layers.linear(temb_dim, temb_dim)
+        self.conv_in = layers.conv(6, ch[0])
+
+        def use_attn(level):
+            return (cfg.resolution // 2**level) in tuple(cfg.attn_resolutions)
+
+        skips, cur, down = [ch[0]], ch[0], []
+        for level, cout in enumerate(ch):
+            blocks, attns = [], []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(cur, cout, temb_dim, layers))
+                attns += [Attention(cout, layers)] if use_attn(level) else []
+                cur = cout
+                skips.append(cur)
+            last = level == len(ch) - 1
+            resample = None if last else layers.conv(cur, cur, stride=2)
+            skips += [] if last else [cur]
+            down.append(Level(blocks, attns, resample))
+        self.down = nnx.List(down)
+
+        self.mid1 = ResBlock(cur, cur, temb_dim, layers)
+        self.mid_attn = Attention(cur, layers) if cfg.mid_attention else None
+        self.mid2 = ResBlock(cur, cur, temb_dim, layers)
+
+        up = []
+        for level in reversed(range(len(ch))):
+            blocks, attns = [], []
+            for _ in range(cfg.num_res_blocks + 1):
+                blocks.append(ResBlock(cur + skips.pop(), ch[level], temb_dim, layers))
+                attns += [Attention(ch[level], layers)] if use_attn(level) else []
+                cur = ch[level]
+            resample = layers.conv(cur, cur) if level > 0 else None
+            up.append(Level(blocks, attns, resample))
+        self.up = nnx.List(up)
+
+        self.norm_out = layers.norm(cur)
+        self.conv_out = layers.conv(cur, cfg.out_channels)
+
+    def __call__(self, z_t, x_mse, logsnr, training: bool = False):
+        if z_t.ndim != 4 or z_t.shape != x_mse.shape or z_t.shape[-1] != 3:
+            raise UNetInputError(
+                f"expected z_t and x_mse of equal shape [B, H, W, 3], got {z_t.shape}, "
+                f"{x_mse.shape}"
+            )
+        m = 2 ** (self.cfg_levels - 1)
+        if z_t.shape[1] % m or z_t.shape[2] % m:
+            raise UNetInputError(f"height and width must be multiples of {m}, got {z_t.shape}")
+        b = z_t.shape[0]
+        logsnr = jnp.broadcast_to(jnp.asarray(logsnr, jnp.float32), (b,))
+        temb = fourier_features(logsnr, self.fourier_dim, self.fourier_scale)
+        temb = self.temb2(jax.nn.silu(self.temb1(temb.astype(self.dtype))))
+
+        h = self.conv_in(jnp.concatenate([z_t, x_mse], axis=-1).astype(self.dtype))
+        hs = [h]
+        for level in self.down:
+            for i, block in enumerate(level.blocks):
+                h = block(h, temb, training)
+                if len(level.attns):
+                    h = level.attns[i](h)
+                hs.append(h)
+            if level.resample is not None:
+                h = level.resample(h)
+                hs.append(h)
+
+        h = self.mid1(h, temb, training)
+        if self.mid_attn is not None:
+            h = self.mid_attn(h)
+        h = self.mid2(h, temb, training)
+
+        for level in self.up:
+            for i, block in enumerate(level.blocks):
+                h = block(jnp.concatenate([h, hs.pop()], axis=-1), temb, training)
+                if len(level.attns):
+                    h = level.attns[i](h)
+            if level.resample is not None:
+                h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+                h = level.resample(h)
+
+        h = self.conv_out(jax.nn.silu(self.norm_out(h)))
+        return h.astype(jnp.float32)
+
+
+def param_count(cfg) -> int:
+    """Parameters of ``UNet(cfg)`` from shapes only (``nnx.eval_shape``, no allocation)."""
+    abstract = nnx.eval_shape(lambda: UNet(cfg, rngs=nnx.Rngs(0)))
+    leaves = jax.tree.leaves(nnx.state(abstract, nnx.Param))
+    return int(sum(math.prod(x.shape) for x in leaves))
