@@ -74,7 +74,9 @@ def _exact_v(z, logsnr):
     "sampler,noise_level", [("ddpm", 0.0), ("ddpm", 0.5), ("ddpm", 1.0), ("ddim", 0.0)]
 )
 def test_sampler_with_exact_prediction_recovers_gaussian_data(sampler, noise_level):
-    schedule = functools.partial(schedules.logsnr_schedule, eta=0.5, logsnr_min=-15.0, logsnr_max=15.0)
+    schedule = functools.partial(
+        schedules.logsnr_schedule, eta=0.5, logsnr_min=-15.0, logsnr_max=15.0
+    )
     run = jax.jit(
         lambda key: samplers.sample_diffusion(
             _exact_v, (20000,), key, steps=256, schedule=schedule, sampler=sampler,
