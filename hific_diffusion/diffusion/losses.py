@@ -54,7 +54,9 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
     ``(loss, metrics)``; metrics hold the unweighted v-, x- and eps-MSE.
     """
     if cfg.parameterization != "v":
-        raise LossConfigError(f"only the v parameterization is implemented, got {cfg.parameterization!r}")
+        raise LossConfigError(
+            f"only the v parameterization is implemented, got {cfg.parameterization!r}"
+        )
     x, c = to_model_space(x01), to_model_space(x_mse01)
     b = x.shape[0]
     k_t, k_eps = jax.random.split(rng)

@@ -54,9 +54,7 @@ class _Layers:
         )  # fmt: skip
 
     def linear(self, cin, cout):
-        return nnx.Linear(
-            cin, cout, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs
-        )
+        return nnx.Linear(cin, cout, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs)
 
     def norm(self, c):
         return nnx.GroupNorm(

@@ -103,7 +103,6 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
 
     # ------------------------------------------------------------------- loop
     report = reporting.Reporter(workdir, tcfg.steps, tcfg.batch_size, enabled=is_main)
-    report.start(start)
     eval_every = tcfg.eval_every or tcfg.ckpt_every
     profile_at = start + 2 if profile_steps > 0 else -1
     tracing = False
@@ -118,6 +117,10 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             local = next(data_iter)
             batch = shd.global_batch(local, mesh)
             state, metrics = train_step(state, s.rest, batch, frozen_state)
+        if i == start:
+            # Rates and ETA count from the end of the first (compiling) step.
+            jax.block_until_ready(metrics)
+            report.start(i + 1)
         if tracing and i + 1 >= profile_at + profile_steps:
             jax.profiler.stop_trace()
             tracing = False
