@@ -59,14 +59,14 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
         )
     x, c = to_model_space(x01), to_model_space(x_mse01)
     b = x.shape[0]
-    k_t, k_eps = jax.random.split(rng)
+    k_t, k_eps, k_drop = jax.random.split(rng, 3)
     t = jax.random.uniform(k_t, (b,))
     logsnr = schedules.logsnr_from_config(t, cfg)
     alpha, sigma = (a[:, None, None, None] for a in schedules.alpha_sigma(logsnr))
     eps = jax.random.normal(k_eps, x.shape)
     z = P.diffuse(x, eps, alpha, sigma)
     v = P.v_from_x_eps(x, eps, alpha, sigma)
-    v_hat = unet(z, c, logsnr, training=True)
+    v_hat = unet(z, c, logsnr, training=True, dropout_rng=k_drop)
     v_mse = jnp.mean((v_hat - v) ** 2, axis=(1, 2, 3))
     loss = jnp.mean(v_loss_weight(logsnr, cfg.loss_weighting) * v_mse)
     x_hat = P.predict_x_from_v(z, v_hat, alpha, sigma)
@@ -93,14 +93,14 @@ def flow_loss(unet, x01, x_mse01, rng, cfg):
     """
     x, c = to_model_space(x01), to_model_space(x_mse01)
     b = x.shape[0]
-    k_t, k_eps = jax.random.split(rng)
+    k_t, k_eps, k_drop = jax.random.split(rng, 3)
     t = jax.random.uniform(k_t, (b,))
     z0 = flow_source(c, jax.random.normal(k_eps, x.shape), cfg.flow_noise)
     tb = t[:, None, None, None]
     z = P.flow_interpolate(z0, x, tb)
     target = P.flow_velocity(z0, x)
     cond = schedules.flow_logsnr(t, cfg.logsnr_min, cfg.logsnr_max)
-    pred = unet(z, c, cond, training=True)
+    pred = unet(z, c, cond, training=True, dropout_rng=k_drop)
     loss = jnp.mean((pred - target) ** 2)
     x_hat = z + (1.0 - tb) * pred
     return loss, dict(loss=loss, velocity_mse=loss, x_mse=jnp.mean((x_hat - x) ** 2))
@@ -109,16 +109,14 @@ def flow_loss(unet, x01, x_mse01, rng, cfg):
 LOSSES = {"diffusion": diffusion_loss, "flow": flow_loss}
 
 
-def stage2_loss(graphdef, params, rest, batch, rng, *, cfg, kind: str):
-    """Pure loss for ``jax.value_and_grad(argnums=1, has_aux=True)``.
+def stage2_loss(graphdef, params, batch, rng, *, cfg, kind: str):
+    """Pure loss for ``jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)``.
 
-    ``batch = {"image": x01, "x_mse": x_mse01}``; ``rest`` is the non-Param
-    state (dropout RNG counters). Returns ``(loss, (metrics, new_rest))`` so
-    the RNG state advanced by dropout flows back to the trainer.
+    ``params = nnx.state(unet)`` (the U-Net holds nothing but parameters: the
+    dropout key comes from ``rng``); ``batch = {"image": x01, "x_mse":
+    x_mse01}``. Returns ``(loss, metrics)``.
     """
     if kind not in LOSSES:
         raise LossConfigError(f"unknown stage-2 task {kind!r}; expected 'diffusion' or 'flow'")
-    unet = nnx.merge(graphdef, params, rest)
-    loss, metrics = LOSSES[kind](unet, batch["image"], batch["x_mse"], rng, cfg)
-    _, _, new_rest = nnx.split(unet, nnx.Param, ...)
-    return loss, (metrics, new_rest)
+    unet = nnx.merge(graphdef, params)
+    return LOSSES[kind](unet, batch["image"], batch["x_mse"], rng, cfg)

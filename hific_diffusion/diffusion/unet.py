@@ -72,16 +72,18 @@ class ResBlock(nnx.Module):
         self.temb = layers.linear(temb_dim, cout)
         self.norm2 = layers.norm(cout)
         rate = layers.cfg.dropout
-        self.dropout = nnx.Dropout(rate, rngs=layers.rngs) if rate > 0 else None
+        # No RNG stream stored in the module: the caller passes a key, so the
+        # training step stays a pure function of (params, batch, rng).
+        self.dropout = nnx.Dropout(rate) if rate > 0 else None
         self.conv2 = layers.conv(cout, cout)
         self.skip = layers.conv(cin, cout, k=1) if cin != cout else None
 
-    def __call__(self, x, temb, training: bool):
+    def __call__(self, x, temb, training: bool, rng=None):
         h = self.conv1(jax.nn.silu(self.norm1(x)))
         h = h + self.temb(jax.nn.silu(temb))[:, None, None, :]
         h = jax.nn.silu(self.norm2(h))
         if self.dropout is not None:
-            h = self.dropout(h, deterministic=not training)
+            h = self.dropout(h, deterministic=not training, rngs=rng)
         h = self.conv2(h)
         return (x if self.skip is None else self.skip(x)) + h
 
@@ -112,10 +114,11 @@ class Level(nnx.Module):
 
 
 class UNet(nnx.Module):
-    """``unet(z_t, x_mse, logsnr, training=False) -> v`` (NHWC, [-1, 1] space).
+    """``unet(z_t, x_mse, logsnr, training=False, dropout_rng=None) -> v``.
 
-    ``logsnr`` is a scalar or one value per example. Height and width must be
-    multiples of ``2 ** (len(channel_mult) - 1)``.
+    NHWC, [-1, 1] model space. ``logsnr`` is a scalar or one value per
+    example. Height and width must be multiples of ``2 ** (len(channel_mult) -
+    1)``. With dropout > 0, training needs ``dropout_rng`` (a JAX key).
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
@@ -125,6 +128,7 @@ class UNet(nnx.Module):
         self.fourier_dim = ch[0]
         self.fourier_scale = float(cfg.fourier_scale)
         self.dtype = layers.dtype
+        self.dropout = float(cfg.dropout)
         temb_dim = 4 * ch[0]
         self.temb1 = layers.linear(ch[0], temb_dim)
         self.temb2 = layers.linear(temb_dim, temb_dim)
@@ -165,7 +169,7 @@ class UNet(nnx.Module):
         self.norm_out = layers.norm(cur)
         self.conv_out = layers.conv(cur, cfg.out_channels)
 
-    def __call__(self, z_t, x_mse, logsnr, training: bool = False):
+    def __call__(self, z_t, x_mse, logsnr, training: bool = False, dropout_rng=None):
         if z_t.ndim != 4 or z_t.shape != x_mse.shape or z_t.shape[-1] != 3:
             raise UNetInputError(
                 f"expected z_t and x_mse of equal shape [B, H, W, 3], got {z_t.shape}, "
@@ -174,6 +178,13 @@ class UNet(nnx.Module):
         m = 2 ** (self.cfg_levels - 1)
         if z_t.shape[1] % m or z_t.shape[2] % m:
             raise UNetInputError(f"height and width must be multiples of {m}, got {z_t.shape}")
+        if training and self.dropout > 0 and dropout_rng is None:
+            raise UNetInputError("training with dropout needs dropout_rng")
+        counter = iter(range(10_000))
+
+        def rng():  # a distinct dropout key per residual block
+            return None if dropout_rng is None else jax.random.fold_in(dropout_rng, next(counter))
+
         b = z_t.shape[0]
         logsnr = jnp.broadcast_to(jnp.asarray(logsnr, jnp.float32), (b,))
         temb = fourier_features(logsnr, self.fourier_dim, self.fourier_scale)
@@ -183,7 +194,7 @@ class UNet(nnx.Module):
         hs = [h]
         for level in self.down:
             for i, block in enumerate(level.blocks):
-                h = block(h, temb, training)
+                h = block(h, temb, training, rng())
                 if len(level.attns):
                     h = level.attns[i](h)
                 hs.append(h)
@@ -191,14 +202,14 @@ class UNet(nnx.Module):
                 h = level.resample(h)
                 hs.append(h)
 
-        h = self.mid1(h, temb, training)
+        h = self.mid1(h, temb, training, rng())
         if self.mid_attn is not None:
             h = self.mid_attn(h)
-        h = self.mid2(h, temb, training)
+        h = self.mid2(h, temb, training, rng())
 
         for level in self.up:
             for i, block in enumerate(level.blocks):
-                h = block(jnp.concatenate([h, hs.pop()], axis=-1), temb, training)
+                h = block(jnp.concatenate([h, hs.pop()], axis=-1), temb, training, rng())
                 if len(level.attns):
                     h = level.attns[i](h)
             if level.resample is not None:
