@@ -1,0 +1,292 @@
+"""Inference bundles: everything needed to decode, nothing needed to train.
+
+A bundle is a directory::
+
+    config.json                 the experiment ConfigDict
+    weights/<model>.npz         flat arrays per model: autoencoder,
+                                unet_diffusion, unet_flow (the last two optional)
+    tables.bin                  the integer coding tables (DiscreteTables.to_bytes)
+    manifest.json               format, version, sha256 of every file above and
+                                the model fingerprint that bitstreams carry
+
+``load_bundle`` recomputes every sha256 and refuses a bundle with a missing,
+extra-in-manifest or altered file (``BundleError``); ``codec_from_bundle``
+also checks that the rebuilt autoencoder reproduces the stored fingerprint,
+so tables can never drift from the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from hific_diffusion.codec.tables import DiscreteTables
+
+FORMAT = "hific_diffusion-bundle"
+VERSION = 1
+MODELS = ("autoencoder", "unet_diffusion", "unet_flow")
+_SEP = "/"
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, incomplete, altered or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    path: Path
+    config: ml_collections.ConfigDict
+    params: dict[str, dict[str, np.ndarray]]  # model -> {"a/b/kernel": array}
+    tables: DiscreteTables
+    fingerprint: str | None  # hex
+
+
+# ------------------------------------------------------------------ arrays
+def flatten_state(state) -> dict[str, np.ndarray]:
+    """nnx.State or nested dict -> {"path/to/leaf": numpy array}.
+
+    RNG variables (keys and counters) are dropped: inference needs none.
+    """
+    from flax import nnx
+
+    if isinstance(state, nnx.State):
+        flat = {}
+        for path, var in nnx.to_flat_state(state):
+            if isinstance(var, nnx.RngState):
+                continue
+            value = var.get_value() if hasattr(var, "get_value") else var
+            flat[_SEP.join(map(str, path))] = np.asarray(value)
+        return flat
+    from flax import traverse_util
+
+    return {
+        _SEP.join(map(str, k)): np.asarray(v)
+        for k, v in traverse_util.flatten_dict(dict(state)).items()
+    }
+
+
+def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> None:
+    """Writes flat arrays into ``module``'s variables; names and shapes must match."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    state = nnx.state(module, nnx.Not(nnx.RngState))
+    targets = {_SEP.join(map(str, p)): v for p, v in nnx.to_flat_state(state)}
+    # Params are required; other variables (e.g. statistics) keep their
+    # constructed values when a checkpoint only holds Params.
+    required = {k for k, v in targets.items() if isinstance(v, nnx.Param)}
+    missing = sorted(required - set(flat))
+    extra = sorted(set(flat) - set(targets))
+    if missing or extra:
+        raise BundleError(
+            f"{name} weights do not match the model built from the config "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    for key, var in targets.items():
+        if key not in flat:
+            continue
+        arr = flat[key]
+        want = var.get_value()
+        if tuple(arr.shape) != tuple(want.shape):
+            raise BundleError(f"{name} weight {key} has shape {arr.shape}, expected {want.shape}")
+        var.set_value(jnp.asarray(arr, dtype=want.dtype))
+    nnx.update(module, state)
+
+
+def _npz_bytes(flat: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: flat[k] for k in sorted(flat)})
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ config
+def _tuples(x):
+    # JSON has no tuples; the configs use tuples for every sequence.
+    if isinstance(x, list):
+        return tuple(_tuples(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _tuples(v) for k, v in x.items()}
+    return x
+
+
+def config_to_json(config) -> str:
+    return json.dumps(config.to_dict(), indent=1, sort_keys=True, default=str)
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(_tuples(json.loads(text)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ save / load
+def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None = None) -> Path:
+    """Writes a bundle directory (created; existing bundle files are replaced).
+
+    ``params_by_model`` maps names in ``MODELS`` to nnx.State / nested dicts;
+    ``tables`` is a DiscreteTables (or its bytes); ``fingerprint`` is
+    ``coding.model_fingerprint(autoencoder)``.
+    """
+    path = Path(path)
+    unknown = set(params_by_model) - set(MODELS)
+    if unknown or "autoencoder" not in params_by_model:
+        raise BundleError(f"bundle needs 'autoencoder' and only models from {MODELS}")
+    (path / "weights").mkdir(parents=True, exist_ok=True)
+    files = {"config.json": config_to_json(config).encode()}
+    for name, state in params_by_model.items():
+        if state is not None:
+            files[f"weights/{name}.npz"] = _npz_bytes(flatten_state(state))
+    files["tables.bin"] = tables if isinstance(tables, bytes) else tables.to_bytes()
+    for rel, data in files.items():
+        (path / rel).write_bytes(data)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": fingerprint.hex() if fingerprint is not None else None,
+        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_bundle(path) -> Bundle:
+    """Reads and verifies a bundle; BundleError with one line on any fault."""
+    path = Path(os.fspath(path))
+    if not path.is_dir():
+        raise BundleError(f"no model bundle at {path} (not a directory)")
+    mpath = path / "manifest.json"
+    if not mpath.is_file():
+        raise BundleError(f"not a model bundle: {mpath} is missing")
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = dict(manifest["files"])
+        ok = manifest.get("format") == FORMAT
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise BundleError(f"corrupt bundle manifest: {mpath}") from None
+    if not ok:
+        raise BundleError(f"not a model bundle: {mpath} has another format")
+    if manifest.get("version") != VERSION:
+        raise BundleError(f"unsupported bundle version {manifest.get('version')} in {mpath}")
+    for rel in ("config.json", "tables.bin", "weights/autoencoder.npz"):
+        if rel not in files:
+            raise BundleError(f"bundle manifest lacks {rel}")
+    for rel, digest in sorted(files.items()):
+        f = path / rel
+        if ".." in Path(rel).parts or not f.is_file():
+            raise BundleError(f"bundle file missing: {f}")
+        if _sha256(f) != digest:
+            raise BundleError(f"bundle file altered (sha256 mismatch): {f}")
+    try:
+        config = config_from_json((path / "config.json").read_text())
+        tables = DiscreteTables.from_bytes((path / "tables.bin").read_bytes())
+        params = {}
+        for name in MODELS:
+            rel = f"weights/{name}.npz"
+            if rel in files:
+                with np.load(path / rel, allow_pickle=False) as z:
+                    params[name] = {k: z[k] for k in z.files}
+    except (ValueError, OSError, KeyError) as e:
+        raise BundleError(f"cannot read bundle {path}: {e}") from None
+    return Bundle(path, config, params, tables, manifest.get("fingerprint"))
+
+
+# ------------------------------------------------------------------ Codec glue
+def _build(kind: str, config, seed: int = 0):
+    from flax import nnx
+
+    rngs = nnx.Rngs(seed)
+    if kind == "autoencoder":
+        from hific_diffusion.codec.autoencoder import ELIC
+
+        return ELIC(config.model, rngs=rngs)
+    from hific_diffusion.diffusion.unet import UNet
+
+    return UNet(config.diffusion.unet, rngs=rngs)
+
+
+def _refresh_tables(module) -> None:
+    # Tables are derived from the weights; a loader that assigns weights after
+    # construction must let the model re-derive them (codec-model contract).
+    from hific_diffusion.codec import coding
+
+    refresh = getattr(coding, "refresh_tables", None)
+    if refresh is not None:
+        refresh(module)
+
+
+def codec_from_flat(codec_cls, config, params):
+    """Codec from {model name: flat arrays} (bundle layout)."""
+    ae = _build("autoencoder", config)
+    assign_flat(ae, params["autoencoder"], "autoencoder")
+    _refresh_tables(ae)
+    gens = {}
+    for kind in ("diffusion", "flow"):
+        flat = params.get(f"unet_{kind}")
+        if flat is not None:
+            unet = _build("unet", config)
+            assign_flat(unet, flat, f"unet_{kind}")
+            gens[kind] = unet
+    return codec_cls(config, ae, **gens)
+
+
+def codec_from_bundle(codec_cls, path):
+    b = load_bundle(path)
+    codec = codec_from_flat(codec_cls, b.config, b.params)
+    if b.fingerprint is not None and codec.fingerprint.hex() != b.fingerprint:
+        raise BundleError(
+            f"bundle {path}: the rebuilt model's fingerprint differs from the manifest's"
+        )
+    return codec
+
+
+def codec_from_checkpoint(codec_cls, workdir, which: str = "ema"):
+    """Codec from training workdirs: ``checkpoint.restore_params`` gives
+    ``{"autoencoder" | "unet": nnx.State}``; stage 2 names its stage-1 workdir."""
+    from hific_diffusion import checkpoint
+
+    config, states = checkpoint.restore_params(workdir, which=which)
+    params = {}
+    if "unet" in states:
+        ae_dir = config.train.get("autoencoder_checkpoint", "")
+        if not ae_dir:
+            raise BundleError(f"{workdir}: stage-2 config names no train.autoencoder_checkpoint")
+        ae_config, ae_states = checkpoint.restore_params(ae_dir, which=which)
+        config.model = ae_config.model
+        params[f"unet_{config.task}"] = flatten_state(states["unet"])
+        states = ae_states
+    if "autoencoder" not in states:
+        raise BundleError(f"{workdir}: checkpoint has no autoencoder weights")
+    params["autoencoder"] = flatten_state(states["autoencoder"])
+    return codec_from_flat(codec_cls, config, params)
+
+
+def save_codec(path, codec) -> Path:
+    """Writes a Codec's models as a bundle (used by export)."""
+    from flax import nnx
+
+    from hific_diffusion.codec import coding
+
+    params = {"autoencoder": nnx.state(codec.autoencoder, nnx.Not(nnx.RngState))}
+    for kind, gen in codec._generators.items():
+        if gen is not None:
+            params[f"unet_{kind}"] = gen[1]
+    return save_bundle(
+        path,
+        codec.config,
+        params,
+        coding.tables_of(codec.autoencoder),
+        fingerprint=codec.fingerprint,
+    )

@@ -1,0 +1,241 @@
+"""``hific-diffusion``: compress images to .hfd files, decompress, inspect.
+
+    hific-diffusion compress IN OUT.hfd [--model BUNDLE]
+    hific-diffusion decompress IN.hfd OUT.png [--decoder mse|diffusion|flow]
+        [--steps N] [--seed S] [--noise-level X] [--tile T] [--overlap O]
+    hific-diffusion info IN.hfd
+
+IN may be a file, a directory or a glob; with more than one input OUT is a
+directory (created) and each output is named after its input. Every expected
+failure (bad bitstream, bad image, bad bundle, missing file) prints one
+``error: ...`` line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+
+from hific_diffusion import images
+from hific_diffusion.codec import bitstream
+from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.images import ImageError
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
+DEFAULT_BUNDLE_ENV = "HFD_DEFAULT_BUNDLE"  # overrides DEFAULT_BUNDLE when set
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A usage problem reported as one line."""
+
+
+def _expected_errors():
+    from hific_diffusion.bundle import BundleError
+    from hific_diffusion.pipeline import CodecError
+
+    return (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        msg = f"{e.strerror or e}: {e.filename}"
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+
+def expand_inputs(spec: str, exts: set[str] | None) -> tuple[list[Path], bool]:
+    """File, directory or glob -> (sorted files, whether it names many)."""
+    p = Path(spec)
+    if p.is_dir():
+        files = sorted(
+            f for f in p.iterdir() if f.is_file() and (not exts or f.suffix.lower() in exts)
+        )
+        if not files:
+            raise CliError(f"no input files in directory {spec}")
+        return files, True
+    if p.exists():
+        return [p], False
+    if glob.has_magic(spec):
+        files = sorted(Path(f) for f in glob.glob(spec) if os.path.isfile(f))
+        if not files:
+            raise CliError(f"no files match {spec}")
+        return files, True
+    raise CliError(f"no such file: {spec}")
+
+
+def _outputs(inputs: list[Path], many: bool, out: str, suffix: str) -> list[Path]:
+    if not many:
+        return [Path(out)]
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise CliError(f"several inputs need OUT to be a directory, but {out} is a file")
+    d.mkdir(parents=True, exist_ok=True)
+    return [d / (f.stem + suffix) for f in inputs]
+
+
+def _load_codec(model: str | None):
+    from hific_diffusion.bundle import BundleError
+    from hific_diffusion.pipeline import Codec
+
+    if model is None:
+        default = Path(os.environ.get(DEFAULT_BUNDLE_ENV) or DEFAULT_BUNDLE)
+        if not (default / "manifest.json").is_file():
+            raise BundleError(
+                f"no default model installed (looked in {default}); pass --model BUNDLE"
+            )
+        model = str(default)
+    return Codec.from_bundle(model)
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="file", file=sys.stderr)
+
+
+def _run_many(pairs, many, desc, fn, progress=True) -> int:
+    """Runs ``fn`` per (input, output); with many inputs a failure is
+    reported per file and the rest still run (exit status 2 at the end)."""
+    status = 0
+    for src, dst in _progress(pairs, many and progress, desc):
+        try:
+            fn(src, dst)
+        except _expected_errors() as e:
+            if not many:
+                raise
+            print(f"error: {src}: {_one_line(e)}", file=sys.stderr)
+            status = EXIT_ERROR
+    return status
+
+
+def cmd_compress(args) -> int:
+    inputs, many = expand_inputs(args.input, IMAGE_EXTS)
+    outs = _outputs(inputs, many, args.output, ".hfd")
+    if not many:  # a bad image is reported before the slow model load
+        images.load(inputs[0])
+    codec = _load_codec(args.model)
+
+    def one(src, dst):
+        data = codec.compress(src, decoder=args.decoder, steps=args.steps or 0, seed=args.seed or 0)
+        dst.write_bytes(data)
+        if not many:
+            h, _ = bitstream.unpack(data)
+            print(f"{dst}: {len(data)} bytes, {len(data) * 8 / (h.height * h.width):.4f} bpp")
+
+    return _run_many(list(zip(inputs, outs, strict=True)), many, "compress", one)
+
+
+def cmd_decompress(args) -> int:
+    inputs, many = expand_inputs(args.input, {".hfd"})
+    outs = _outputs(inputs, many, args.output, ".png")
+    from hific_diffusion.pipeline import read_file
+
+    if not many:  # a bad bitstream is reported before the slow model load
+        bitstream.unpack(read_file(inputs[0]))
+    codec = _load_codec(args.model)
+
+    def one(src, dst):
+        img = codec.decompress(
+            read_file(src),
+            decoder=args.decoder,
+            steps=args.steps,
+            seed=args.seed,
+            noise_level=args.noise_level,
+            tile=args.tile,
+            overlap=args.overlap,
+            progress=args.progress and not many,
+        )
+        images.save(dst, img)
+
+    return _run_many(list(zip(inputs, outs, strict=True)), many, "decompress", one)
+
+
+def cmd_info(args) -> int:
+    from hific_diffusion.pipeline import read_file
+
+    inputs, many = expand_inputs(args.input, {".hfd"})
+
+    def one(src, _):
+        data = read_file(src)
+        h, sections = bitstream.unpack(data)
+        print(
+            f"{src}: {h.width}x{h.height} pixels, {len(data)} bytes, "
+            f"{len(data) * 8 / (h.height * h.width):.4f} bpp (real), format v{h.version}, "
+            f"decoder={h.decoder}, steps={h.steps or 'default'}, seed={h.seed}, "
+            f"model={h.fingerprint.hex()}, sections={[len(s) for s in sections]}"
+        )
+
+    return _run_many([(f, None) for f in inputs], many, "info", one, progress=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hific-diffusion",
+        description="Learned image compression with generative decoders (HFD, arXiv 2305.18231).",
+    )
+    parser.add_argument("--model", dest="global_model", help="inference bundle directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", help="inference bundle directory (default: the bundled model)")
+
+    c = sub.add_parser("compress", parents=[common], help="image(s) -> .hfd")
+    c.add_argument("input", help="image file, directory or glob")
+    c.add_argument("output", help="OUT.hfd, or a directory for several inputs")
+    c.add_argument(
+        "--decoder",
+        default="mse",
+        choices=("mse", "diffusion", "flow"),
+        help="default decoder stored in the file (a hint)",
+    )
+    c.add_argument("--steps", type=int, default=0, help="sampler steps hint (0: model default)")
+    c.add_argument("--seed", type=int, default=0, help="sampler seed stored in the file")
+    c.set_defaults(fn=cmd_compress)
+
+    d = sub.add_parser("decompress", parents=[common], help=".hfd -> image(s)")
+    d.add_argument("input", help=".hfd file, directory or glob")
+    d.add_argument("output", help="OUT.png, or a directory for several inputs")
+    d.add_argument(
+        "--decoder",
+        choices=("mse", "diffusion", "flow"),
+        default=None,
+        help="default: the one stored in the file",
+    )
+    d.add_argument("--steps", type=int, default=None)
+    d.add_argument("--seed", type=int, default=None, help="default: the seed stored in the file")
+    d.add_argument("--noise-level", type=float, default=None)
+    d.add_argument("--tile", type=int, default=None)
+    d.add_argument("--overlap", type=int, default=None)
+    d.add_argument("--progress", action="store_true", help="show sampler progress")
+    d.set_defaults(fn=cmd_decompress)
+
+    i = sub.add_parser("info", help="print an .hfd header and its real bpp")
+    i.add_argument("input", help=".hfd file, directory or glob")
+    i.set_defaults(fn=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "model", None) is None:
+        args.model = args.global_model
+    try:
+        return args.fn(args)
+    except _expected_errors() as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The ELIC autoencoder and the stage-1 rate-distortion objective.
+
+ELIC (He et al., CVPR 2022): g_a / g_s (Fig. 4), hyperprior h_a / h_s with a
+factorized prior on z (Balle et al. 2018), and a Gaussian conditional on y
+whose (mu, sigma) come from the space-channel context (Sec. 3.2-3.3).
+Training uses ELIC's mixed quantization (Sec. 3.4): noisy y for the rate,
+``round(y - mu) + mu`` (straight-through) for g_s and the contexts. The
+rate-distortion loss is HFD Sec. 3.1 / Balle et al. 2018 Eq. 1 in the
+project's units: ``bpp + lmbda * 255^2 * MSE``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hific_diffusion.codec import context, entropy_model, quantize
+from hific_diffusion.codec.priors import FactorizedPrior
+from hific_diffusion.codec.transforms import (
+    AnalysisTransform,
+    HyperAnalysis,
+    HyperSynthesis,
+    SynthesisTransform,
+)
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class ELIC(nnx.Module):
+    """ELIC with the hyperprior and space-channel context; sizes from ``config.model``.
+
+    ``model(x01, training)`` returns ``x_hat`` (NHWC, unclipped), and per-image
+    ``y_bits`` / ``z_bits`` (sums of -log2 likelihoods). With ``training=True``
+    the noise for the rate proxy comes from ``rng`` or the model's own
+    ``noise`` stream (part of the module state, so a trainer that carries the
+    state forward gets fresh noise each step).
+    """
+
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        n, m = int(cfg.N), int(cfg.M)
+        self.n, self.m = n, m
+        self.groups = tuple(int(g) for g in cfg.groups)
+        self.scale_min = float(cfg.scale_min)
+        # Coding-time settings (tables and the integer path), read by coding.py.
+        self.num_scales, self.scale_max = int(cfg.num_scales), float(cfg.scale_max)
+        self.int_frac_bits = int(cfg.get("int_frac_bits", 8))
+        self.compute_dtype = _DTYPES[str(cfg.get("compute_dtype", "float32"))]
+        blocks = int(cfg.get("res_blocks", 3))
+        self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
+        self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
+        self.h_a = HyperAnalysis(n, m, rngs=rngs)
+        self.h_s = HyperSynthesis(n, m, rngs=rngs)
+        self.prior = FactorizedPrior(n, rngs=rngs)
+        self.context = context.SpaceChannelContext(m, self.groups, rngs=rngs)
+        self.noise = nnx.Rngs(noise=rngs.params())
+
+    def analysis(self, x01):
+        """g_a in the compute dtype; y in float32."""
+        return self.g_a(x01.astype(self.compute_dtype)).astype(jnp.float32)
+
+    def synthesis(self, y_hat):
+        return self.g_s(y_hat.astype(self.compute_dtype)).astype(jnp.float32)
+
+    def __call__(self, x01: jax.Array, training: bool = False, rng: jax.Array | None = None):
+        if x01.ndim != 4 or x01.shape[-1] != 3 or x01.shape[1] % 64 or x01.shape[2] % 64:
+            raise ValueError(f"ELIC expects NHWC RGB with H, W multiples of 64, got {x01.shape}")
+        y = self.analysis(x01)
+        z = self.h_a(y)
+        if training:
+            rng = self.noise.noise() if rng is None else rng
+            rz, ry = jax.random.split(rng)
+            z_lik = self.prior.likelihood(quantize.add_uniform_noise(z, rz))
+        else:
+            z_lik = self.prior.likelihood(jnp.round(z))
+        hyper = self.h_s(quantize.round_ste(z))
+        mu, sigma, y_hat = context.training_params(self.context, hyper, y, quantize.quantize_around)
+        y_rate = quantize.add_uniform_noise(y, ry) if training else y_hat
+        y_lik = entropy_model.gaussian_likelihood(y_rate, mu, sigma, self.scale_min)
+        return dict(
+            x_hat=self.synthesis(y_hat),
+            y_bits=entropy_model.bits(y_lik),
+            z_bits=entropy_model.bits(z_lik),
+        )
+
+
+def rd_loss(
+    model: ELIC,
+    x01: jax.Array,
+    lmbda: float,
+    *,
+    training: bool = True,
+    rng: jax.Array | None = None,
+):
+    """``loss = bpp + lmbda * 255^2 * MSE`` with metrics ``bpp``, ``mse``, ``psnr``."""
+    out = model(x01, training=training, rng=rng)
+    pixels = x01.shape[1] * x01.shape[2]
+    bpp = jnp.mean(out["y_bits"] + out["z_bits"]) / pixels
+    mse = jnp.mean(jnp.square(out["x_hat"] - x01))
+    loss = bpp + lmbda * 255.0**2 * mse
+    psnr = 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+    return loss, dict(
+        loss=loss,
+        bpp=bpp,
+        mse=mse,
+        psnr=psnr,
+        y_bpp=jnp.mean(out["y_bits"]) / pixels,
+        z_bpp=jnp.mean(out["z_bits"]) / pixels,
+    )

@@ -1,0 +1,232 @@
+"""Latent coding: image -> [z section, y section] -> image (ELIC Sec. 3, coding order).
+
+Order: z first, coded with integer tables of the learned factorized prior
+(one row per channel); then y group by group, anchors before non-anchors,
+each stage's (mu, scale index) computed by the integer path
+(:mod:`hific_diffusion.codec.intnet`) from what is already decoded, through
+the same :func:`hific_diffusion.codec.context.group_params` that training
+uses. Symbols are ``q = round(y - mu)`` against the fixed-point mu; the
+decoder rebuilds ``y_hat = q + mu`` exactly. Encoder and decoder share one
+stage driver (:func:`_run_stages`); only the per-stage coding callback differs.
+
+Tables and the integer network are derived from the weights on first use and
+cached under a hash of those weights, so they can never be stale.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import hashlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hific_diffusion.codec import context, intnet
+from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.codec.range_coder import Decoder, Encoder
+from hific_diffusion.codec.tables import (
+    DiscreteTables,
+    build_gaussian_tables,
+    gaussian_scale_table,
+)
+
+FORMAT = b"hfd-latents-v1"  # bump when the coding order or integer path changes
+PRECISION = 16
+_CACHE_SIZE = 4
+_cache: collections.OrderedDict = collections.OrderedDict()
+
+
+@dataclasses.dataclass(frozen=True)
+class CodingModel:
+    """What coding needs, derived from one set of weights."""
+
+    graphdef: object
+    state: object
+    net: intnet.IntNet
+    z_tables: DiscreteTables
+    y_tables: DiscreteTables
+    groups: tuple
+    fingerprint: bytes
+
+
+def _weights_digest(model) -> bytes:
+    h = hashlib.sha256(FORMAT)
+    meta = (
+        model.n,
+        model.m,
+        model.groups,
+        model.num_scales,
+        model.scale_min,
+        model.scale_max,
+        model.int_frac_bits,
+    )
+    h.update(repr(meta).encode())
+    leaves = jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
+    for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+        a = np.asarray(leaf, np.float32)
+        h.update(jax.tree_util.keystr(path).encode() + repr(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.digest()
+
+
+def prepare(model) -> CodingModel:
+    """Tables + integer path for ``model``'s current weights (cached by weight hash)."""
+    key = _weights_digest(model)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    pmf, offsets, lengths = model.prior.integer_pmfs()
+    z_tables = DiscreteTables.from_float_pmfs(pmf, offsets, PRECISION, lengths=lengths)
+    scales = gaussian_scale_table(model.num_scales, model.scale_min, model.scale_max)
+    y_tables = build_gaussian_tables(scales, precision=PRECISION)
+    net = intnet.build(model, scales)
+    h = hashlib.sha256(key)
+    h.update(z_tables.digest().encode() + y_tables.digest().encode())
+    for leaf in jax.tree_util.tree_leaves(net):
+        h.update(np.ascontiguousarray(np.asarray(leaf, np.int32)).tobytes())
+    graphdef, state = nnx.split(model)
+    cm = CodingModel(graphdef, state, net, z_tables, y_tables, tuple(model.groups), h.digest())
+    _cache[key] = cm
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return cm
+
+
+def model_fingerprint(model) -> bytes:
+    """sha256 of the weights, the model sizes, the integer path and both tables."""
+    return prepare(model).fingerprint
+
+
+# ------------------------------------------------------------ jitted pieces
+@jax.jit
+def _analyze(graphdef, state, x01):
+    m = nnx.merge(graphdef, state)
+    y = m.analysis(x01)
+    return y, m.h_a(y)
+
+
+@jax.jit
+def _synthesize(graphdef, state, y_hat):
+    return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
+
+
+@jax.jit
+def _likelihood_bits(graphdef, state, x01):
+    out = nnx.merge(graphdef, state)(x01, training=False)
+    return out["y_bits"] + out["z_bits"]
+
+
+@jax.jit
+def _hyper(net, z_hat):
+    return net.hyper(z_hat)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _stage_params(net, hyper, y_fixed, k, stage):
+    """Integer (mu, scale index) of group k at every position, for one coding stage."""
+    groups = net.context.groups
+    start, end = sum(groups[:k]), sum(groups[: k + 1])
+    y_prev = y_fixed[..., :start] if k else None
+    current = y_fixed[..., start:end]
+    # Traced, not static: one compilation per group serves both stages.
+    current = jnp.where(stage == context.ANCHOR, 0, current)
+    mu, sigma = context.group_params(net.context, k, hyper, y_prev, current)
+    return mu, net.scale_index(sigma)
+
+
+def _run_stages(cm: CodingModel, hyper, y_shape, code_stage):
+    """The coding-order loop shared by encoder and decoder.
+
+    ``code_stage(k, sel, mu, idx) -> q`` codes (or decodes) the symbols of
+    one stage: ``sel`` [h, w] marks its positions, ``mu`` (fixed point) and
+    ``idx`` are int32 [P, c_k]. Returns (y_hat float32, y_fixed int32).
+    """
+    _, h, w, m = y_shape
+    f = cm.net.frac_bits
+    y_fixed = np.zeros((1, h, w, m), np.int32)
+    y_hat = np.zeros((1, h, w, m), np.float32)
+    start = 0
+    for k, c_k in enumerate(cm.groups):
+        for stage in (context.ANCHOR, context.NONANCHOR):
+            mu, idx = _stage_params(cm.net, hyper, jnp.asarray(y_fixed), k, jnp.int32(stage))
+            sel = context.checkerboard(h, w, stage)[0, :, :, 0]
+            mu_s = np.asarray(mu)[0][sel].astype(np.int64)
+            idx_s = np.asarray(idx)[0][sel]
+            q = np.asarray(code_stage(k, sel, mu_s, idx_s), np.int64).reshape(mu_s.shape)
+            fixed = np.clip(q, -(1 << 16), 1 << 16) * (1 << f) + mu_s
+            y_fixed[0, sel, start : start + c_k] = np.clip(fixed, intnet.ACT_MIN, intnet.ACT_MAX)
+            y_hat[0, sel, start : start + c_k] = q + mu_s / float(1 << f)
+        start += c_k
+    return y_hat, y_fixed
+
+
+def _z_indices(shape):
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
+
+
+def encode_latents(model, x01_padded):
+    """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry."""
+    x = jnp.asarray(x01_padded, jnp.float32)
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[-1] != 3 or x.shape[1] % 64 or x.shape[2] % 64:
+        raise ValueError(f"expected float32[1, H, W, 3] with H, W multiples of 64, got {x.shape}")
+    cm = prepare(model)
+    y, z = _analyze(cm.graphdef, cm.state, x)
+    y = np.asarray(y, np.float64)
+    z_hat = np.clip(np.round(np.asarray(z, np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+    z_enc = Encoder(cm.z_tables)
+    z_enc.encode(z_hat, _z_indices(z_hat.shape))
+    y_enc = Encoder(cm.y_tables)
+    starts = np.cumsum((0,) + cm.groups)
+    f = cm.net.frac_bits
+
+    def encode_stage(k, sel, mu, idx):
+        y_s = y[0][sel][:, starts[k] : starts[k + 1]]
+        q = np.floor(y_s - mu / float(1 << f) + 0.5)
+        q = np.clip(q, -(2**31), 2**31 - 1).astype(np.int64)
+        y_enc.encode(q, idx)
+        return q
+
+    hyper = _hyper(cm.net, jnp.asarray(z_hat))
+    y_hat, _ = _run_stages(cm, hyper, y.shape, encode_stage)
+    return [z_enc.finish(), y_enc.finish()], y_hat, z_hat
+
+
+def decode_latents(model, sections, padded_hw):
+    """Inverse of :func:`encode_latents`: (y_hat, z_hat) from the sections."""
+    if len(sections) != 2:
+        raise BitstreamError(f"expected 2 latent sections (z, y), got {len(sections)}")
+    ph, pw = (int(v) for v in padded_hw)
+    if ph <= 0 or pw <= 0 or ph % 64 or pw % 64:
+        raise BitstreamError(f"padded size {ph}x{pw} is not a positive multiple of 64")
+    cm = prepare(model)
+    n = int(model.n)
+    z_shape = (1, ph // 64, pw // 64, n)
+    z_hat = Decoder(cm.z_tables, bytes(sections[0])).decode(_z_indices(z_shape))
+    y_dec = Decoder(cm.y_tables, bytes(sections[1]))
+    hyper = _hyper(cm.net, jnp.asarray(z_hat))
+    y_shape = (1, ph // 16, pw // 16, int(model.m))
+    y_hat, _ = _run_stages(cm, hyper, y_shape, lambda k, sel, mu, idx: y_dec.decode(idx))
+    return y_hat, z_hat
+
+
+def compress_latents(model, x01_padded) -> list[bytes]:
+    """float32[1, H, W, 3] in [0, 1], H and W multiples of 64 -> [z bytes, y bytes]."""
+    return encode_latents(model, x01_padded)[0]
+
+
+def decompress_latents(model, sections, padded_hw):
+    """[z bytes, y bytes] -> x_mse float32[1, H, W, 3] in [0, 1] (padded size)."""
+    y_hat, _ = decode_latents(model, sections, padded_hw)
+    cm = prepare(model)
+    return np.asarray(_synthesize(cm.graphdef, cm.state, jnp.asarray(y_hat)))
+
+
+def estimate_bits(model, x01_padded) -> float:
+    """Float likelihood estimate (-log2 P of the hard-quantized latents), in bits."""
+    cm = prepare(model)
+    x = jnp.asarray(x01_padded, jnp.float32)
+    return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, x))))

@@ -1,0 +1,136 @@
+"""ELIC space-channel context model (He et al., CVPR 2022, Sec. 3.2-3.3, Fig. 5).
+
+y is split into uneven channel groups (``config.model.groups``, e.g. 16, 16,
+32, 64, M-128). Group k is coded after groups 0..k-1 (channel context), and
+inside the group the checkerboard split of He et al. 2021 applies: anchors
+(``(i + j)`` even) are coded first with no spatial context, non-anchors then
+see the anchors through a masked 5x5 convolution. Hyper features, channel
+context and spatial context meet in a stack of 1x1 convolutions (parameter
+aggregation) that outputs (mu, sigma) for the group.
+
+:func:`group_params` is the ONE definition of this computation. It is
+duck-typed over the network object: training passes the float
+:class:`SpaceChannelContext`, coding passes its fixed-point mirror
+(:class:`hific_diffusion.codec.intnet.IntContext`), which has the same
+``spatial``/``channel``/``aggregate`` lists of convolutions.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hific_diffusion.codec.layers import Conv
+
+ANCHOR, NONANCHOR = 0, 1
+
+
+def checkerboard(h: int, w: int, which: int) -> np.ndarray:
+    """Bool [1, h, w, 1]: anchors are (i + j) even, non-anchors (i + j) odd."""
+    ij = np.add.outer(np.arange(h), np.arange(w))
+    return ((ij % 2) == which)[None, :, :, None]
+
+
+class MaskedConv(Conv):
+    """5x5 conv that only sees the anchor neighbours of a non-anchor position.
+
+    From a non-anchor centre, the anchors sit at offsets with (di + dj) odd.
+    """
+
+    def __init__(self, cin, cout, k, *, rngs):
+        super().__init__(cin, cout, k, rngs=rngs)
+        d = np.arange(k) - k // 2
+        self.mask = (np.add.outer(d, d) % 2 == 1).astype(np.float32)[:, :, None, None]
+
+    def effective_kernel(self):
+        return self.kernel[...] * self.mask
+
+
+def chain(convs, x):
+    """Convolutions with ReLU between them (works on float and fixed-point ints)."""
+    for i, conv in enumerate(convs):
+        x = conv(x)
+        if i < len(convs) - 1:
+            x = jnp.maximum(x, 0)
+    return x
+
+
+class SpaceChannelContext(nnx.Module):
+    """Float context networks; sizes scale with the group widths and M."""
+
+    def __init__(self, m: int, groups, *, rngs: nnx.Rngs):
+        groups = tuple(int(g) for g in groups)
+        if sum(groups) != m or min(groups) < 1:
+            raise ValueError(f"channel groups {groups} must be positive and sum to M={m}")
+        self.groups = groups
+        self.spatial, self.channel, self.aggregate = nnx.List(), nnx.List(), nnx.List()
+        for k, c in enumerate(groups):
+            self.spatial.append(nnx.List([MaskedConv(c, 2 * c, 5, rngs=rngs)]))
+            prev = sum(groups[:k])
+            if k > 0:
+                hidden = max(2 * c, min(prev, 4 * c))
+                self.channel.append(
+                    nnx.List([Conv(prev, hidden, 5, rngs=rngs), Conv(hidden, 2 * c, 5, rngs=rngs)])
+                )
+            else:
+                self.channel.append(nnx.List())
+            cin = 2 * m + 2 * c + (2 * c if k > 0 else 0)
+            h1, h2 = max(cin // 2, 2 * c), max(cin // 4, 2 * c)
+            self.aggregate.append(
+                nnx.List(
+                    [
+                        Conv(cin, h1, 1, rngs=rngs),
+                        Conv(h1, h2, 1, rngs=rngs),
+                        Conv(h2, 2 * c, 1, rngs=rngs),
+                    ]
+                )
+            )
+
+
+def split_groups(y, groups):
+    return jnp.split(y, np.cumsum(groups)[:-1], axis=-1)
+
+
+def group_params(net, k: int, hyper, y_prev, y_anchor):
+    """(mu, sigma_raw) of group k at every position (ELIC Eq. 6-8).
+
+    ``hyper``: h_s output (2M channels); ``y_prev``: y_hat of groups < k
+    concatenated (ignored for k = 0); ``y_anchor``: y_hat of group k with the
+    non-anchors zeroed (anything, e.g. zeros, when only anchors are wanted:
+    the anchors' parameters never depend on it). Non-anchor entries are only
+    valid once ``y_anchor`` holds the decoded anchors.
+    """
+    h, w = hyper.shape[1:3]
+    nonanchor = jnp.asarray(checkerboard(h, w, NONANCHOR))
+    spatial = chain(net.spatial[k], jnp.where(nonanchor, 0, y_anchor))
+    parts = [hyper, jnp.where(nonanchor, spatial, 0)]
+    if k > 0:
+        parts.insert(1, chain(net.channel[k], y_prev))
+    out = chain(net.aggregate[k], jnp.concatenate(parts, axis=-1))
+    mu, sigma = jnp.split(out, 2, axis=-1)
+    return mu, sigma
+
+
+def training_params(net, hyper, y, quantize):
+    """Parameters for all of y in coding order, as the training forward pass needs them.
+
+    ``quantize(y_k, mu_k) -> y_hat_k`` is applied stage by stage (anchors, then
+    non-anchors of each group), so every stage sees exactly what a decoder
+    would have decoded before it. Returns (mu, sigma, y_hat), each like y.
+    """
+    h, w = y.shape[1:3]
+    anchor = jnp.asarray(checkerboard(h, w, ANCHOR))
+    mus, sigmas, y_hats = [], [], []
+    for k, y_k in enumerate(split_groups(y, net.groups)):
+        y_prev = jnp.concatenate(y_hats, axis=-1) if k else None
+        mu_a, s_a = group_params(net, k, hyper, y_prev, jnp.zeros_like(y_k))
+        y_hat_a = jnp.where(anchor, quantize(y_k, mu_a), 0)
+        mu_n, s_n = group_params(net, k, hyper, y_prev, y_hat_a)
+        mu = jnp.where(anchor, mu_a, mu_n)
+        sigma = jnp.where(anchor, s_a, s_n)
+        mus.append(mu)
+        sigmas.append(sigma)
+        y_hats.append(jnp.where(anchor, y_hat_a, quantize(y_k, mu_n)))
+    cat = lambda xs: jnp.concatenate(xs, axis=-1)  # noqa: E731
+    return cat(mus), cat(sigmas), cat(y_hats)

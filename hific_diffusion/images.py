@@ -1,0 +1,167 @@
+"""Image loading and conversion rules at the API boundary (uint8 HxWx3).
+
+Conversion rules (applied in this order):
+
+1. EXIF orientation is applied (``PIL.ImageOps.exif_transpose``), so the
+   array is upright as a viewer shows it.
+2. 16-bit and 32-bit integer data (PIL modes ``I;16*``, ``I``) and 16-bit
+   arrays map to 8 bits by ``round(x / 257)`` (65535 -> 255); float arrays
+   are taken as [0, 1] and mapped by ``round(255 x)``.
+3. Grayscale (``L``, ``1``, 2-D arrays) is replicated into R, G and B.
+4. Palette images (``P``) are expanded to RGB (or RGBA if the palette has
+   transparency, then rule 5).
+5. Alpha (``RGBA``, ``LA``, ``PA``) is composited over white: a learned
+   codec has no alpha channel, and white is what most viewers show.
+6. CMYK, YCbCr, LAB, HSV are converted by PIL to RGB.
+
+Any size from 1x1 up to ``bitstream.MAX_SIDE`` per side is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from hific_diffusion.codec.bitstream import MAX_PIXELS, MAX_SIDE
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image (missing, unreadable, wrong shape)."""
+
+
+def _check_size(h: int, w: int) -> None:
+    if h < 1 or w < 1 or h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise ImageError(
+            f"image size {h}x{w} unsupported (1..{MAX_SIDE} per side, at most {MAX_PIXELS} pixels)"
+        )
+
+
+def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float64)[..., None] / 255.0
+    return np.round(rgb.astype(np.float64) * a + 255.0 * (1.0 - a)).astype(np.uint8)
+
+
+def from_pil(img: Image.Image) -> np.ndarray:
+    """A PIL image -> uint8 HxWx3 by the module's rules."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the pixels
+        pass
+    _check_size(img.height, img.width)
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img)
+        return to_uint8_rgb(arr.astype(np.uint32) if mode != "I" else arr.astype(np.int64))
+    if mode == "F":
+        return to_uint8_rgb(np.asarray(img, np.float32))
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(img.convert("RGBA"))
+        return _composite_on_white(rgba[..., :3], rgba[..., 3])
+    if mode in ("L", "1"):
+        g = np.asarray(img.convert("L"))
+        return np.repeat(g[..., None], 3, axis=-1)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), np.uint8))
+
+
+def to_uint8_rgb(arr) -> np.ndarray:
+    """A numpy array (HxW, HxWx1/2/3/4; uint8, uint16, int or float) -> uint8 HxWx3."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ImageError(f"expected an HxW or HxWxC (C in 1..4) image array, got shape {arr.shape}")
+    _check_size(arr.shape[0], arr.shape[1])
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ImageError("float image contains NaN or infinity")
+        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ImageError(f"unsupported image dtype {arr.dtype}")
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ImageError("integer image values must lie in [0, 65535]")
+        arr = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    c = arr.shape[-1]
+    if c in (2, 4):
+        color = arr[..., :-1]
+        alpha = arr[..., -1]
+        arr = _composite_on_white(np.broadcast_to(color, (*color.shape[:2], c - 1)), alpha)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def load(path) -> np.ndarray:
+    """Reads an image file -> uint8 HxWx3; ImageError if it is not one."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise ImageError(f"is a directory, not an image: {path}")
+    try:
+        with warnings.catch_warnings():
+            # Our own size cap (checked before decoding pixels) governs.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_size(img.height, img.width)
+                img.load()
+                return from_pil(img)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(
+            f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
+
+
+def as_uint8_rgb(image) -> np.ndarray:
+    """Path, PIL image or array -> uint8 HxWx3 (the pipeline's single entry)."""
+    if isinstance(image, str | os.PathLike):
+        return load(image)
+    if isinstance(image, Image.Image):
+        return from_pil(image)
+    if isinstance(image, np.ndarray) or hasattr(image, "__array__"):
+        return to_uint8_rgb(np.asarray(image))
+    raise ImageError(f"expected a path, PIL image or array, got {type(image).__name__}")
+
+
+def save(path, image: np.ndarray) -> None:
+    """Writes uint8 HxWx3; the format follows the file extension (PNG if none known)."""
+    path = os.fspath(path)
+    img = Image.fromarray(np.asarray(image, np.uint8))
+    ext = os.path.splitext(path)[1].lower()
+    fmt = None if ext in Image.registered_extensions() else "PNG"
+    try:
+        img.save(path, format=fmt)
+    except OSError as e:
+        raise ImageError(f"cannot write image {path}: {e}") from None
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int = 64) -> np.ndarray:
+    """Edge-pads the two spatial axes before the channel axis up to a multiple.
+
+    Works on HxWxC and NxHxWxC arrays; ``crop(pad_to_multiple(x), h, w)`` is x.
+    Edge padding (not zeros) keeps the padded border cheap to code.
+    """
+    x = np.asarray(x)
+    h, w = x.shape[-3], x.shape[-2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[-3] = (0, ph)
+    pad[-2] = (0, pw)
+    return np.pad(x, pad, mode="edge")
+
+
+def crop(x, height: int, width: int):
+    """Crops the spatial axes (-3, -2) back to ``height`` x ``width``."""
+    return x[..., :height, :width, :]

@@ -1,0 +1,216 @@
+"""``Codec``: the one place that turns images into ``.hfd`` bytes and back.
+
+HFD (arXiv 2305.18231) Sec. 3: the MSE autoencoder alone decides the bits;
+the decoder side chooses how to render them: the MSE reconstruction, a
+conditional diffusion model or a rectified flow conditioned on it. Evaluation,
+export and the CLI all call this class; nothing re-implements compress or
+decompress on the side (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hific_diffusion import images
+from hific_diffusion.codec import bitstream
+from hific_diffusion.codec.bitstream import BitstreamError, Header
+
+PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
+GENERATIVE = ("diffusion", "flow")
+
+
+class CodecError(ValueError):
+    """A request the Codec cannot serve (e.g. a decoder it was built without)."""
+
+
+def _split_module(module):
+    """An nnx.Module or a ``(graphdef, state)`` pair -> ``(graphdef, state)``."""
+    if module is None or isinstance(module, tuple):
+        return module
+    from flax import nnx
+
+    return nnx.split(module)
+
+
+def _coding():
+    # Imported on use so this module (and the CLI's error paths) load fast.
+    from hific_diffusion.codec import coding
+
+    return coding
+
+
+class Codec:
+    """Compress images to ``.hfd`` bytes and decompress with a chosen decoder.
+
+    Args:
+      config: the experiment ConfigDict (``config.model``, ``config.diffusion``).
+      autoencoder: the ELIC ``nnx.Module`` (stage 1, decides the bits).
+      diffusion, flow: optional U-Nets (``nnx.Module`` or ``(graphdef, state)``)
+        for ``decoder="diffusion"`` / ``"flow"``.
+    """
+
+    def __init__(self, config, autoencoder, diffusion=None, flow=None):
+        self.config = config
+        self.autoencoder = autoencoder
+        self._generators = {"diffusion": _split_module(diffusion), "flow": _split_module(flow)}
+        self.fingerprint = bytes(_coding().model_fingerprint(autoencoder))
+        self._short_fp = bitstream.short_fingerprint(self.fingerprint)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_bundle(cls, path) -> Codec:
+        """Loads a verified inference bundle (see ``hific_diffusion.bundle``)."""
+        from hific_diffusion import bundle
+
+        return bundle.codec_from_bundle(cls, path)
+
+    @classmethod
+    def from_checkpoint(cls, workdir, which: str = "ema") -> Codec:
+        """Builds a Codec from a training workdir (orbax, trainer branch).
+
+        A stage-2 workdir (diffusion or flow) brings its autoencoder from
+        ``config.train.autoencoder_checkpoint``.
+        """
+        from hific_diffusion import bundle
+
+        return bundle.codec_from_checkpoint(cls, workdir, which)
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        """Decoders this Codec can run."""
+        return ("mse",) + tuple(k for k in GENERATIVE if self._generators[k] is not None)
+
+    # ------------------------------------------------------------- compressing
+    def _prepare(self, image) -> tuple[np.ndarray, int, int]:
+        x = images.as_uint8_rgb(image)
+        h, w = x.shape[:2]
+        x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32) / 255.0
+        return x01[None], h, w
+
+    def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0) -> bytes:
+        """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes.
+
+        ``decoder``, ``steps`` (0: the model's default) and ``seed`` are hints
+        stored in the header; they cost no bits of image content.
+        """
+        if decoder not in ("mse",) + GENERATIVE:
+            raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
+        x01, h, w = self._prepare(image)
+        sections = _coding().compress_latents(self.autoencoder, x01)
+        header = Header(
+            height=h,
+            width=w,
+            fingerprint=self._short_fp,
+            decoder=decoder,
+            steps=int(steps or 0),
+            seed=int(seed) % (1 << 32),
+        )
+        return bitstream.pack(header, list(sections))
+
+    def estimate_bpp(self, image) -> float:
+        """Likelihood estimate of the bits per original pixel (no header)."""
+        x01, h, w = self._prepare(image)
+        return float(_coding().estimate_bits(self.autoencoder, x01)) / (h * w)
+
+    # ----------------------------------------------------------- decompressing
+    def read_header(self, data: bytes) -> tuple[Header, list[bytes]]:
+        """Parses and verifies ``data`` and checks it was made by this model."""
+        header, sections = bitstream.unpack(data)
+        if header.fingerprint != self._short_fp:
+            raise BitstreamError(
+                f"bitstream was made by a different model (fingerprint "
+                f"{header.fingerprint.hex()}, this model {self._short_fp.hex()})"
+            )
+        return header, sections
+
+    def decompress_mse(self, data: bytes) -> tuple[Header, np.ndarray]:
+        """Bytes -> (header, x_mse float32[1, H, W, 3] in [0, 1], cropped)."""
+        header, sections = self.read_header(data)
+        ph = header.height + (-header.height) % PAD_MULTIPLE
+        pw = header.width + (-header.width) % PAD_MULTIPLE
+        try:
+            x = _coding().decompress_latents(self.autoencoder, sections, (ph, pw))
+        except BitstreamError:
+            raise
+        except (ValueError, IndexError, AssertionError, OverflowError) as e:
+            raise BitstreamError(f"cannot decode the latent sections ({e})") from None
+        x = np.asarray(x, np.float32)
+        return header, images.crop(x, header.height, header.width)
+
+    def decompress(
+        self,
+        data: bytes,
+        decoder: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        noise_level: float | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """``.hfd`` bytes -> uint8 HxWx3.
+
+        ``decoder=None`` uses the header's hint; ``seed=None`` the header's
+        seed, so the same bytes give the same image on the same platform;
+        ``steps=None`` the header's hint, else the config's default.
+        """
+        header, x_mse = self.decompress_mse(data)
+        decoder = decoder or header.decoder
+        if decoder == "mse":
+            out = x_mse
+        elif decoder in GENERATIVE:
+            out = self._generate(
+                header, x_mse, decoder, steps, seed, noise_level, tile, overlap, progress
+            )
+        else:
+            raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
+        return np.round(np.clip(np.asarray(out, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    def _generate(self, header, x_mse, kind, steps, seed, noise_level, tile, overlap, progress):
+        gen = self._generators[kind]
+        if gen is None:
+            raise CodecError(
+                f"this model has no {kind} decoder (available: {', '.join(self.decoders)})"
+            )
+        from hific_diffusion.diffusion import decode
+
+        graphdef, state = gen
+        try:
+            return decode.generate(
+                graphdef,
+                state,
+                x_mse,
+                kind=kind,
+                cfg=self.config.diffusion,
+                # None falls back to the header's hint, then to the config.
+                steps=steps if steps is not None else (header.steps or None),
+                seed=header.seed if seed is None else int(seed),
+                noise_level=noise_level,
+                tile=tile,
+                overlap=overlap,
+                progress=progress,
+            )
+        except ValueError as e:  # decode.GenerateError / patches.TilingError
+            raise CodecError(f"{kind} decoder: {e}") from None
+
+
+def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:
+    """File bytes * 8 / (H * W) of the original image (DESIGN.md)."""
+    if height is None or width is None:
+        header, _ = bitstream.unpack(data)
+        height, width = header.height, header.width
+    return len(data) * 8.0 / (height * width)
+
+
+def read_file(path) -> bytes:
+    """Reads a bitstream file, mapping OS errors to BitstreamError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise BitstreamError(f"no such file: {path}")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise BitstreamError(f"cannot read {path}: {e.strerror}") from None

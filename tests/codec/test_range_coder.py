@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hific_diffusion.codec import range_coder, tables
+from hific_diffusion.codec.bitstream import BitstreamError
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    return tables.build_gaussian_tables(tables.gaussian_scale_table(32, 0.11, 256.0))
+
+
+def _sample(t, n, rng):
+    idx = rng.integers(0, t.num_tables, n)
+    scales = tables.gaussian_scale_table(32, 0.11, 256.0)[idx]
+    sym = np.round(rng.normal(0, scales)).astype(np.int32)
+    return sym, idx
+
+
+def test_decode_inverts_encode_exactly_including_int32_outliers(gauss):
+    rng = np.random.default_rng(0)
+    sym, idx = _sample(gauss, 20000, rng)
+    extremes = np.array([2**31 - 1, -(2**31), 1, -1, 0, 100000, -77777, 65536, -65537])
+    pos = rng.choice(sym.size, extremes.size, replace=False)
+    sym[pos] = extremes
+    sym = sym.reshape(100, 200)
+    idx = idx.reshape(100, 200)
+    enc = range_coder.Encoder(gauss)
+    enc.encode(sym, idx)
+    data = enc.finish()
+    out = range_coder.Decoder(gauss, data).decode(idx)
+    assert out.dtype == np.int32 and out.shape == sym.shape
+    assert np.array_equal(out, sym)
+
+
+def test_every_symbol_escaped_still_round_trips(gauss):
+    rng = np.random.default_rng(1)
+    sym = rng.integers(-(2**31), 2**31, 500, dtype=np.int64).astype(np.int32)
+    idx = np.zeros(500, np.int64)
+    enc = range_coder.Encoder(gauss)
+    enc.encode(sym, idx)
+    assert np.array_equal(range_coder.Decoder(gauss, enc.finish()).decode(idx), sym)
+
+
+def test_code_length_is_within_one_percent_of_ideal(gauss):
+    rng = np.random.default_rng(2)
+    sym, idx = _sample(gauss, 200000, rng)
+    enc = range_coder.Encoder(gauss)
+    enc.encode(sym, idx)
+    bits = 8 * len(enc.finish())
+    p = (
+        np.array([gauss.pmfs[k, s - gauss.offsets[k]] for s, k in zip(sym, idx, strict=True)])
+        / 2.0**16
+    )
+    ideal = -np.log2(p).sum()
+    assert ideal <= bits <= 1.01 * ideal + 64
+
+
+def test_stages_decode_in_encoding_order(gauss):
+    rng = np.random.default_rng(3)
+    stages = [_sample(gauss, n, rng) for n in (7, 3000, 1, 500)]
+    enc = range_coder.Encoder(gauss)
+    for s, i in stages:
+        enc.encode(s, i)
+    dec = range_coder.Decoder(gauss, enc.finish())
+    for s, i in stages:
+        assert np.array_equal(dec.decode(i), s)
+
+
+def test_encoding_is_deterministic(gauss):
+    rng = np.random.default_rng(4)
+    sym, idx = _sample(gauss, 5000, rng)
+    a, b = range_coder.Encoder(gauss), range_coder.Encoder(gauss)
+    a.encode(sym, idx)
+    b.encode(sym, idx)
+    assert a.finish() == b.finish()
+
+
+def test_empty_stage_round_trips(gauss):
+    enc = range_coder.Encoder(gauss)
+    enc.encode(np.zeros(0, np.int32), np.zeros(0, np.int32))
+    enc.encode(np.array([3]), np.array([5]))
+    dec = range_coder.Decoder(gauss, enc.finish())
+    assert dec.decode(np.zeros(0, np.int32)).size == 0
+    assert dec.decode(np.array([5]))[0] == 3
+
+
+def test_bad_data_raises_bitstream_error(gauss):
+    with pytest.raises(BitstreamError):
+        range_coder.Decoder(gauss, b"abc")
+    idx = np.zeros(1000, np.int64)
+    with pytest.raises(BitstreamError):
+        range_coder.Decoder(gauss, b"\xff" * 8).decode(idx)
+
+
+def test_table_index_out_of_range_is_rejected(gauss):
+    with pytest.raises(ValueError):
+        range_coder.Encoder(gauss).encode(np.array([0]), np.array([gauss.num_tables]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=0, max_size=256), n=st.integers(0, 300), k=st.integers(0, 31))
+def test_garbage_data_decodes_to_int32_or_raises_bitstream_error(gauss, data, n, k):
+    data = data[: len(data) - len(data) % 4]
+    idx = np.full(n, k)
+    try:
+        out = range_coder.Decoder(gauss, data).decode(idx)
+    except BitstreamError:
+        return
+    assert out.shape == (n,) and out.dtype == np.int32

@@ -1,0 +1,169 @@
+"""The hific-diffusion command line, run as a subprocess (as users run it)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hific_diffusion.codec import bitstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=None, **env_extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", **env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "hific_diffusion.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_clean_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def _hfd(path, h=5, w=7):
+    header = bitstream.Header(h, w, bitstream.short_fingerprint(b"m"), "flow", 9, 42)
+    data = bitstream.pack(header, [b"abcd", b"efgh0000"])
+    path.write_bytes(data)
+    return data
+
+
+def test_info_prints_header_fields_and_real_bpp(tmp_path):
+    data = _hfd(tmp_path / "a.hfd")
+    proc = run_cli("info", tmp_path / "a.hfd")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "7x5 pixels" in out and f"{len(data)} bytes" in out
+    assert f"{len(data) * 8 / 35:.4f} bpp" in out
+    assert "decoder=flow" in out and "steps=9" in out and "seed=42" in out
+
+
+def test_info_accepts_directories_and_globs(tmp_path):
+    for name in ("a", "b"):
+        _hfd(tmp_path / f"{name}.hfd")
+    for spec in (tmp_path, f"{tmp_path}/*.hfd"):
+        proc = run_cli("info", spec)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("pixels") == 2
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"", "empty"),
+        (b"\x89HFD\x01", "truncated"),
+        (b"GIF89a" + bytes(40), "foreign"),
+    ],
+)
+def test_bad_bitstreams_exit_2_with_one_line(tmp_path, content, fragment):
+    (tmp_path / "bad.hfd").write_bytes(content)
+    assert_clean_error(run_cli("info", tmp_path / "bad.hfd"), fragment)
+    assert_clean_error(run_cli("decompress", tmp_path / "bad.hfd", tmp_path / "o.png"), fragment)
+
+
+def test_corrupt_and_other_version_bitstreams_exit_2(tmp_path):
+    data = bytearray(_hfd(tmp_path / "a.hfd"))
+    data[-6] ^= 0xFF
+    (tmp_path / "c.hfd").write_bytes(bytes(data))
+    assert_clean_error(run_cli("info", tmp_path / "c.hfd"), "CRC32")
+    data = bytearray(_hfd(tmp_path / "a.hfd"))
+    data[4] = 9
+    (tmp_path / "v.hfd").write_bytes(bytes(data))
+    assert_clean_error(run_cli("info", tmp_path / "v.hfd"), "version 9")
+
+
+def test_missing_inputs_exit_2_with_one_line(tmp_path):
+    assert_clean_error(run_cli("info", tmp_path / "none.hfd"), "no such file")
+    assert_clean_error(
+        run_cli("compress", tmp_path / "none.png", tmp_path / "o.hfd"), "no such file"
+    )
+    assert_clean_error(run_cli("info", f"{tmp_path}/*.nothing"), "no files match")
+
+
+def test_non_image_input_exits_2_with_one_line(tmp_path):
+    (tmp_path / "x.png").write_text("this is text")
+    assert_clean_error(
+        run_cli("compress", tmp_path / "x.png", tmp_path / "o.hfd"), "cannot read image"
+    )
+
+
+def test_without_a_default_model_says_pass_model(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "x.png")
+    proc = run_cli(
+        "compress", tmp_path / "x.png", tmp_path / "o.hfd", HFD_DEFAULT_BUNDLE=str(tmp_path / "nb")
+    )
+    assert_clean_error(proc, "no default model installed")
+
+
+def test_missing_bundle_exits_2_with_one_line(tmp_path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "x.png")
+    proc = run_cli(
+        "compress", "--model", tmp_path / "nobundle", tmp_path / "x.png", tmp_path / "o.hfd"
+    )
+    assert_clean_error(proc, "no model bundle")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from flax import nnx
+
+    from hific_diffusion import bundle, configs
+    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.pipeline import Codec
+
+    config = configs.load("tiny")
+    root = tmp_path_factory.mktemp("bundles")
+    codecs = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        codecs[name] = Codec(config, ELIC(config.model, rngs=nnx.Rngs(seed)))
+        bundle.save_codec(root / name, codecs[name])
+    return root, codecs
+
+
+def test_directory_round_trip_decodes_bit_exactly_under_other_xla_settings(bundles, tmp_path):
+    root, codecs = bundles
+    src = tmp_path / "in"
+    src.mkdir()
+    shapes = {"one": (1, 1), "odd": (63, 65)}
+    for name, (h, w) in shapes.items():
+        rng = np.random.default_rng(h)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(src / f"{name}.png")
+    proc = run_cli("compress", "--model", root / "a", src, tmp_path / "hfd")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "hfd").iterdir()) == ["odd.hfd", "one.hfd"]
+    # A fresh process with one XLA thread and one device must decode the same pixels.
+    proc = run_cli(
+        "decompress",
+        "--model",
+        root / "a",
+        tmp_path / "hfd",
+        tmp_path / "out",
+        XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name, shape in shapes.items():
+        data = (tmp_path / "hfd" / f"{name}.hfd").read_bytes()
+        assert data == codecs["a"].compress(src / f"{name}.png")
+        decoded = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
+        assert decoded.shape == (*shape, 3)
+        assert np.array_equal(decoded, codecs["a"].decompress(data))
+
+
+def test_bitstream_from_another_bundle_exits_2(bundles, tmp_path):
+    root, codecs = bundles
+    (tmp_path / "a.hfd").write_bytes(codecs["a"].compress(np.zeros((9, 9, 3), np.uint8)))
+    proc = run_cli("decompress", "--model", root / "b", tmp_path / "a.hfd", tmp_path / "o.png")
+    assert_clean_error(proc, "different model")

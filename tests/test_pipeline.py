@@ -1,0 +1,142 @@
+"""Codec end to end on the tiny config (randomly initialised ELIC)."""
+
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from hific_diffusion import bundle, configs, pipeline
+from hific_diffusion.codec import bitstream
+from hific_diffusion.codec.autoencoder import ELIC
+from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.images import ImageError
+from hific_diffusion.pipeline import Codec, CodecError
+
+
+@pytest.fixture(scope="module")
+def config():
+    return configs.load("tiny")
+
+
+@pytest.fixture(scope="module")
+def codec(config):
+    return Codec(config, ELIC(config.model, rngs=nnx.Rngs(0)))
+
+
+@pytest.fixture(scope="module")
+def other_codec(config):
+    return Codec(config, ELIC(config.model, rngs=nnx.Rngs(1)))
+
+
+def _photo(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 128 + 50 * np.sin(xx / 9.0)[..., None] + 30 * np.cos(yy / 7.0)[..., None]
+    return np.clip(base + rng.normal(0, 10, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def sample(codec):
+    x = _photo(63, 65)
+    return x, codec.compress(x)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (63, 65), (1000, 3)])
+def test_round_trip_returns_the_original_shape(codec, shape):
+    x = _photo(*shape)
+    data = codec.compress(x)
+    out = codec.decompress(data)
+    assert out.shape == (*shape, 3) and out.dtype == np.uint8
+    h = bitstream.unpack(data)[0]
+    assert (h.height, h.width) == shape
+
+
+@pytest.mark.slow
+def test_4000x3000_round_trips_with_the_right_shape(codec):
+    x = _photo(3000, 4000)
+    assert codec.decompress(codec.compress(x)).shape == (3000, 4000, 3)
+
+
+def test_compress_is_deterministic_and_decompress_repeatable(codec, sample):
+    x, data = sample
+    assert codec.compress(x) == data
+    assert np.array_equal(codec.decompress(data), codec.decompress(data))
+
+
+def test_mse_decoder_output_is_the_rounded_cropped_reconstruction(codec, sample):
+    x, data = sample
+    header, x_mse = codec.decompress_mse(data)
+    assert x_mse.shape == (1, 63, 65, 3)
+    out = codec.decompress(data)
+    assert np.array_equal(out, np.round(np.clip(x_mse[0], 0, 1) * 255).astype(np.uint8))
+
+
+def test_real_bpp_counts_every_byte(codec, sample):
+    x, data = sample
+    assert pipeline.real_bpp(data) == len(data) * 8 / (63 * 65)
+    est = codec.estimate_bpp(x)
+    assert np.isfinite(est) and est > 0
+    # The file holds the estimated bits plus the header and coder overhead.
+    assert len(data) * 8 >= 0.9 * est * 63 * 65
+
+
+def test_header_carries_the_hints_and_seed(codec):
+    data = codec.compress(_photo(8, 8), decoder="flow", steps=3, seed=1234)
+    h, _ = bitstream.unpack(data)
+    assert (h.decoder, h.steps, h.seed) == ("flow", 3, 1234)
+
+
+def test_bitstream_from_another_model_is_refused(codec, other_codec, sample):
+    with pytest.raises(BitstreamError, match="different model"):
+        other_codec.decompress(sample[1])
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: b"",
+        lambda d: d[: len(d) // 2],
+        lambda d: d[:-1],
+        lambda d: b"\x89PNG\r\n\x1a\n" + d[8:],
+        lambda d: d[:4] + bytes([d[4] + 1]) + d[5:],
+        lambda d: d[:30] + bytes([d[30] ^ 0x10]) + d[31:],
+    ],
+    ids=["empty", "half", "truncated", "foreign", "other_version", "corrupt"],
+)
+def test_bad_bitstreams_raise_bitstream_error(codec, sample, mutate):
+    with pytest.raises(BitstreamError):
+        codec.decompress(mutate(sample[1]))
+
+
+def test_missing_generative_decoder_is_a_clear_error(codec, sample):
+    with pytest.raises(CodecError, match="no diffusion decoder"):
+        codec.decompress(sample[1], decoder="diffusion")
+    assert codec.decoders == ("mse",)
+
+
+def test_images_by_path_pil_and_grayscale_array_compress(codec, tmp_path):
+    x = _photo(20, 30)
+    Image.fromarray(x).save(tmp_path / "x.png")
+    assert codec.compress(tmp_path / "x.png") == codec.compress(x)
+    assert codec.compress(Image.fromarray(x)) == codec.compress(x)
+    gray = x[..., 0]
+    assert codec.compress(gray) == codec.compress(np.repeat(gray[..., None], 3, -1))
+    with pytest.raises(ImageError):
+        codec.compress(tmp_path / "missing.png")
+
+
+def test_bundle_round_trip_decodes_identically_and_other_bundles_refuse(
+    codec, other_codec, sample, tmp_path
+):
+    bundle.save_codec(tmp_path / "a", codec)
+    bundle.save_codec(tmp_path / "b", other_codec)
+    loaded = Codec.from_bundle(tmp_path / "a")
+    assert loaded.fingerprint == codec.fingerprint
+    assert np.array_equal(loaded.decompress(sample[1]), codec.decompress(sample[1]))
+    assert loaded.compress(sample[0]) == sample[1]
+    with pytest.raises(BitstreamError, match="different model"):
+        Codec.from_bundle(tmp_path / "b").decompress(sample[1])
+    w = tmp_path / "a" / "weights" / "autoencoder.npz"
+    w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(bundle.BundleError, match="altered"):
+        Codec.from_bundle(tmp_path / "a")
