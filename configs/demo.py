@@ -18,6 +18,7 @@ def get_config(arg: str = "autoencoder"):
     config.diffusion.unet.channel_mult = (1, 2, 2)
     config.diffusion.unet.num_res_blocks = 1
     config.diffusion.unet.attn_resolutions = ()
+    config.diffusion.unet.resolution = 128
     config.diffusion.steps = 16
     config.diffusion.tile = 128
     config.diffusion.overlap = 32

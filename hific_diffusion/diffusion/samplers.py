@@ -41,7 +41,10 @@ def ddpm_step(z_t, x_hat, logsnr_t, logsnr_s, noise, noise_level):
 
 
 def ddim_step(z_t, x_hat, eps_hat, logsnr_s):
-    """Deterministic DDIM step ``z_s = alpha_s x_hat + sigma_s eps_hat`` (Song et al. 2021, Eq. 12)."""
+    """Deterministic DDIM step ``z_s = alpha_s x_hat + sigma_s eps_hat``.
+
+    Song et al. 2021, Eq. 12 with the noise term set to zero.
+    """
     alpha_s, sigma_s = schedules.alpha_sigma(logsnr_s)
     return alpha_s * x_hat + sigma_s * eps_hat
 

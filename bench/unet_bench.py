@@ -1,0 +1,228 @@
+"""U-Net and generative-decode benchmark -> JSON.
+
+Measures, per U-Net config (default: ``diffusers_equiv`` and the paper-scale
+``hfd``):
+  * training step (v-loss, AdamW, bf16 compute / f32 params) at ``size``^2,
+    in images/s and achieved TFLOP/s (3x the forward FLOPs per image);
+  * sampling forward throughput (images/s, TFLOP/s);
+  * full decode time (``decode.generate``, tiled) of a ``decode_size`` image
+    at ``--steps`` steps (compile time reported apart);
+  * peak device memory of a tiled decode at several sizes, each in a fresh
+    process (``device.memory_stats()["peak_bytes_in_use"]``; null on CPU).
+FLOPs come from the traced program (``diffusion.flops``: every conv and
+matmul, 2 per multiply-add), which counts on any backend; XLA's GPU cost
+analysis leaves out cuDNN convolutions.
+
+Sizes default to multiples of the config's ``unet.resolution`` (256 for the
+big configs: decode 2048x1344, memory at 1024^2, 2048^2, 4096^2), so
+``--config=tiny --steps=2`` runs in a minute on a CPU.
+
+  python bench/unet_bench.py --config=diffusers_equiv,hfd --steps=250 --out=bench/results/h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+# Runnable as a script from any directory, against this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hific_diffusion import configs  # noqa: E402
+from hific_diffusion.diffusion import decode, flops, losses, unet  # noqa: E402
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="diffusers_equiv,hfd", help="comma-separated config names")
+    p.add_argument("--steps", type=int, default=250, help="sampling steps of the full decode")
+    p.add_argument("--size", type=int, default=0, help="train/sample side (0: unet.resolution)")
+    p.add_argument("--train_batch", type=int, default=32)
+    p.add_argument("--sample_batch", type=int, default=64)
+    p.add_argument("--iters", type=int, default=5, help="timed iterations after one warm-up")
+    p.add_argument("--decode_size", default="", help="HxW (default 8r x 5.25r: 2048x1344)")
+    p.add_argument("--memory_sizes", default="", help="comma list of sides (default 4r,8r,16r)")
+    p.add_argument("--memory_steps", type=int, default=2)
+    p.add_argument("--parts", default="train,sample,decode,memory")
+    p.add_argument("--out", default="", help="JSON file (default: stdout)")
+    p.add_argument("--_memory_one", default="", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _model(cfg):
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: unet.UNet(cfg, rngs=nnx.Rngs(0))))
+    state = jax.jit(lambda: nnx.state(unet.UNet(cfg, rngs=nnx.Rngs(0))))()
+    return graphdef, state
+
+
+def _timed(fn, iters):
+    out = jax.block_until_ready(fn())  # warm-up and compile
+    t = time.perf_counter()
+    for _ in range(iters):
+        out = fn()
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t) / iters
+
+
+def bench_train(graphdef, state, dcfg, size, batch, iters, fwd_flops):
+    opt = optax.adamw(1e-4)
+    opt_state = opt.init(state)
+    rng = np.random.default_rng(0)
+    data = {
+        "image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32),
+        "x_mse": jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32),
+    }
+
+    @jax.jit
+    def step(params, opt_state, key):
+        grad_fn = jax.value_and_grad(losses.stage2_loss, argnums=1, has_aux=True)
+        (loss, _), g = grad_fn(graphdef, params, data, key, cfg=dcfg, kind="diffusion")
+        updates, opt_state = opt.update(g, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    carry = [state, opt_state]
+
+    def run():
+        carry[0], carry[1], loss = step(carry[0], carry[1], jax.random.PRNGKey(0))
+        return loss
+
+    sec = _timed(run, iters)
+    return dict(
+        batch=batch, step_s=sec, images_per_s=batch / sec, tflops=3 * fwd_flops * batch / sec / 1e12
+    )
+
+
+def bench_sample(graphdef, state, size, batch, iters, fwd_flops):
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(batch, size, size, 3)), jnp.float32)
+    fwd = jax.jit(lambda s, z: nnx.merge(graphdef, s)(z, z, jnp.full((batch,), 1.0)))
+    sec = _timed(lambda: fwd(state, z), iters)
+    return dict(
+        batch=batch, step_s=sec, images_per_s=batch / sec, tflops=fwd_flops * batch / sec / 1e12
+    )
+
+
+def bench_decode(graphdef, state, dcfg, hw, steps):
+    x = np.random.default_rng(2).uniform(size=(1, *hw, 3)).astype(np.float32)
+    t = time.perf_counter()
+    decode.generate(graphdef, state, x, kind="diffusion", cfg=dcfg, steps=steps, seed=0)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    decode.generate(graphdef, state, x, kind="diffusion", cfg=dcfg, steps=steps, seed=1)
+    sec = time.perf_counter() - t
+    return dict(
+        height=hw[0],
+        width=hw[1],
+        steps=steps,
+        tile=dcfg.tile,
+        overlap=dcfg.overlap,
+        tile_chunk=dcfg.tile_chunk,
+        decode_s=sec,
+        compile_s=max(first - sec, 0.0),
+    )
+
+
+def _peak_bytes():
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def memory_one(name, side, steps):
+    dcfg = configs.load(name).diffusion
+    graphdef, state = _model(dcfg.unet)
+    x = np.random.default_rng(3).uniform(size=(1, side, side, 3)).astype(np.float32)
+    t = time.perf_counter()
+    decode.generate(graphdef, state, x, kind="diffusion", cfg=dcfg, steps=steps, seed=0)
+    return dict(side=side, steps=steps, peak_bytes=_peak_bytes(), wall_s=time.perf_counter() - t)
+
+
+def bench_memory(name, sides, steps):
+    out = []
+    for side in sides:
+        cmd = [
+            sys.executable,
+            __file__,
+            f"--config={name}",
+            f"--memory_steps={steps}",
+            f"--_memory_one={side}",
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode:
+            out.append(dict(side=side, error=res.stderr.strip().splitlines()[-1:]))
+        else:
+            out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def bench_config(name, args):
+    config = configs.load(name)
+    dcfg, ucfg = config.diffusion, config.diffusion.unet
+    r = args.size or ucfg.resolution
+    parts = set(args.parts.split(","))
+    graphdef, state = _model(ucfg)
+    shape = jax.ShapeDtypeStruct((1, r, r, 3), jnp.float32)
+    fwd_flops = flops.count_flops(lambda s, x: nnx.merge(graphdef, s)(x, x, 0.0), state, shape)
+    res = dict(
+        params=unet.param_count(ucfg),
+        size=r,
+        compute_dtype=ucfg.compute_dtype,
+        forward_gflop_per_image=fwd_flops / 1e9,
+    )
+    if "train" in parts:
+        res["train"] = bench_train(
+            graphdef, state, dcfg, r, args.train_batch, args.iters, fwd_flops
+        )
+    if "sample" in parts:
+        res["sample"] = bench_sample(graphdef, state, r, args.sample_batch, args.iters, fwd_flops)
+    if "decode" in parts:
+        base = ucfg.resolution
+        hw = (
+            tuple(int(v) for v in args.decode_size.split("x"))
+            if args.decode_size
+            else (8 * base, round(5.25 * base))
+        )
+        res["decode"] = bench_decode(graphdef, state, dcfg, hw, args.steps)
+    if "memory" in parts:
+        sides = (
+            [int(v) for v in args.memory_sizes.split(",")]
+            if args.memory_sizes
+            else [4 * ucfg.resolution, 8 * ucfg.resolution, 16 * ucfg.resolution]
+        )
+        res["memory"] = bench_memory(name, sides, args.memory_steps)
+    return res
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args._memory_one:
+        print(json.dumps(memory_one(args.config, int(args._memory_one), args.memory_steps)))
+        return None
+    dev = jax.devices()[0]
+    report = dict(
+        device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        jax=jax.__version__,
+        host=platform.node(),
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        args={k: v for k, v in vars(args).items() if not k.startswith("_")},
+        configs={name: bench_config(name, args) for name in args.config.split(",")},
+    )
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: datasets, metrics through ``pipeline.Codec``, FID/KID, baselines, reports."""

@@ -1,0 +1,135 @@
+"""U-Net shape and conditioning; loss identities; loss functions train."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from hific_diffusion import configs
+from hific_diffusion.diffusion import losses, unet
+
+
+def test_diffusers_equiv_has_the_peer_parameter_count():
+    # Peer diffusers UNet2DModel: 113.7 M parameters (peer_gpu_figures.md).
+    n = unet.param_count(configs.load("diffusers_equiv").diffusion.unet)
+    assert abs(n / 113.7e6 - 1) < 0.02, n
+
+
+def test_attention_sits_at_the_configured_levels():
+    cfg = configs.load("diffusers_equiv").diffusion.unet
+    model = nnx.eval_shape(lambda: unet.UNet(cfg, rngs=nnx.Rngs(0)))
+    per_level = [len(level.attns) for level in model.down]
+    assert per_level == [0, 0, 0, 0, 2, 0]  # 256 / 2^4 = 16
+    assert [len(level.attns) for level in model.up] == [0, 3, 0, 0, 0, 0]
+    assert model.mid_attn is not None
+
+
+def test_parameters_are_float32_with_bfloat16_compute():
+    cfg = configs.load("tiny").diffusion.unet
+    cfg.compute_dtype = "bfloat16"
+    model = nnx.eval_shape(lambda: unet.UNet(cfg, rngs=nnx.Rngs(0)))
+    dtypes = {x.dtype for x in jax.tree.leaves(nnx.state(model, nnx.Param))}
+    assert dtypes == {jnp.dtype("float32")}
+    x = jnp.zeros((1, 16, 16, 3))
+    graphdef, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda s: nnx.merge(graphdef, s)(x, x, 0.0))(state)
+    convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    assert convs and all(e.outvars[0].aval.dtype == jnp.bfloat16 for e in convs)
+    assert jax.eval_shape(lambda s: nnx.merge(graphdef, s)(x, x, 0.0), state).dtype == jnp.float32
+
+
+def test_output_depends_on_the_logsnr_and_on_x_mse(tiny_unet):
+    model = nnx.merge(*tiny_unet)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    z, c = jax.random.normal(k1, (2, 16, 16, 3)), jax.random.normal(k2, (2, 16, 16, 3))
+    f = jax.jit(lambda z, c, logsnr: model(z, c, logsnr))
+    out = f(z, c, jnp.array([0.0, 0.0]))
+    assert out.shape == (2, 16, 16, 3) and out.dtype == jnp.float32
+    assert not np.allclose(out, f(z, c, jnp.array([5.0, 5.0])))
+    assert not np.allclose(out, f(z, 0 * c, jnp.array([0.0, 0.0])))
+
+
+def test_unet_rejects_sizes_it_cannot_downsample(tiny_unet):
+    model = nnx.merge(*tiny_unet)
+    with pytest.raises(unet.UNetInputError, match="multiples of 2"):
+        jax.eval_shape(lambda: model(jnp.zeros((1, 15, 16, 3)), jnp.zeros((1, 15, 16, 3)), 0.0))
+    with pytest.raises(unet.UNetInputError, match="equal shape"):
+        jax.eval_shape(lambda: model(jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 4)), 0.0))
+
+
+def _affine_model(z, c, logsnr, training=False):
+    """A simple differentiable stand-in for the U-Net (identities hold for any model)."""
+    return 0.3 * z - 0.5 * c + 0.01 * logsnr[:, None, None, None]
+
+
+@pytest.mark.parametrize("weighting,metric", [("x", "x_mse"), ("eps", "eps_mse"), ("v", "v_mse")])
+def test_v_loss_weighting_equals_the_named_mse(weighting, metric):
+    cfg = configs.load("tiny").diffusion
+    cfg.loss_weighting = weighting
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    x, c = jax.random.uniform(k1, (16, 8, 8, 3)), jax.random.uniform(k2, (16, 8, 8, 3))
+    loss, metrics = losses.diffusion_loss(_affine_model, x, c, jax.random.PRNGKey(3), cfg)
+    # Per example the weighted v-MSE equals that MSE, so the batch means agree.
+    np.testing.assert_allclose(loss, metrics[metric], rtol=2e-3)
+
+
+def test_unknown_weighting_is_a_clear_error():
+    cfg = configs.load("tiny").diffusion
+    cfg.loss_weighting = "nope"
+    x = jnp.zeros((1, 8, 8, 3))
+    with pytest.raises(losses.LossConfigError, match="loss_weighting"):
+        losses.diffusion_loss(_affine_model, x, x, jax.random.PRNGKey(0), cfg)
+
+
+@pytest.mark.parametrize("kind", ["diffusion", pytest.param("flow", marks=pytest.mark.slow)])
+def test_stage2_loss_decreases_under_adam_on_a_fixed_batch(kind, tiny_cfg):
+    """With dropout on (its key from the loss's rng)."""
+    from conftest import random_unet
+
+    cfg = tiny_cfg.unet.copy_and_resolve_references()
+    cfg.dropout = 0.1
+    graphdef, state = random_unet(cfg)
+    params = state
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(4, 16, 16, 3)), jnp.float32)
+    batch = {"image": x, "x_mse": jnp.clip(x + 0.05, 0, 1)}
+    opt = optax.adam(1e-3)
+
+    @jax.jit
+    def step(params, opt_state):
+        grad_fn = jax.value_and_grad(losses.stage2_loss, argnums=1, has_aux=True)
+        (loss, metrics), g = grad_fn(
+            graphdef, params, batch, jax.random.PRNGKey(0), cfg=tiny_cfg, kind=kind
+        )
+        updates, opt_state = opt.update(g, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    opt_state = opt.init(params)
+    first = None
+    for _ in range(8):
+        params, opt_state, loss = step(params, opt_state)
+        first = loss if first is None else first
+    assert np.isfinite(loss) and loss < first
+
+
+def test_dropout_is_active_in_training_only_and_driven_by_the_key():
+    from conftest import random_unet
+
+    cfg = configs.load("tiny").diffusion.unet
+    cfg.dropout = 0.5
+    model = nnx.merge(*random_unet(cfg))
+    z = jax.random.normal(jax.random.PRNGKey(0), (1, 16, 16, 3))
+    k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+
+    @jax.jit  # one compilation for all five calls
+    def outputs():
+        f = lambda t, k: model(z, z, 0.0, training=t, dropout_rng=k)
+        return f(False, k1), f(False, k2), f(True, k1), f(True, k1), f(True, k2)
+
+    eval1, eval2, train1, train1_again, train2 = outputs()
+    np.testing.assert_array_equal(eval1, eval2)
+    np.testing.assert_array_equal(train1, train1_again)
+    assert not np.allclose(train1, train2) and not np.allclose(train1, eval1)
+    with pytest.raises(unet.UNetInputError, match="dropout_rng"):
+        model(z, z, 0.0, training=True)
