@@ -5,8 +5,9 @@ Where the coordinator comes from, first match wins:
 1. explicit arguments / env ``HFD_COORDINATOR`` (``host:port``),
    ``HFD_NUM_PROCESSES``, ``HFD_PROCESS_ID`` (the launch scripts set these);
 2. SLURM (``SLURM_NTASKS`` > 1): JAX's own SLURM detection;
-3. a TPU pod VM (``TPU_WORKER_HOSTNAMES`` lists more than one host): JAX's
-   TPU detection.
+3. a TPU pod VM (``TPU_WORKER_HOSTNAMES`` lists more than one host), or
+   ``HFD_MULTIHOST=auto`` (set by ``launch/tpu_pod.sh``): JAX's own cluster
+   detection (TPU metadata, SLURM, ...).
 
 Single-host runs skip initialisation. A host that cannot reach the
 coordinator within ``timeout`` seconds fails with :class:`DistributedError`
@@ -43,6 +44,8 @@ def detect(coordinator=None, num_processes=None, process_id=None) -> dict | None
     if int(env.get("SLURM_NTASKS", "1")) > 1:
         return {}  # jax reads SLURM_* itself
     if len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
+        return {}
+    if env.get("HFD_MULTIHOST") == "auto":
         return {}
     return None
 

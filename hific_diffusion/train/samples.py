@@ -38,13 +38,13 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
             frozen_state, x01
         )
     )
-    state = nnx.merge_state(nnx.State(params), rest) if rest else nnx.State(params)
+    unet_graphdef, unet_state = nnx.split(nnx.merge(graphdef, nnx.State(params), rest, copy=True))
     cfg = config.diffusion
     out = []
     for i in range(len(x01)):
         gen = decode.generate(
-            graphdef,
-            state,
+            unet_graphdef,
+            unet_state,
             x_mse[i : i + 1],
             kind=task.name,
             cfg=cfg,

@@ -31,7 +31,7 @@ def _cmd(workdir, *overrides):
         "train.log_every=1",
         "train.num_samples=0",
         "train.batch_size=4",
-        "data.crop=32",
+        "data.crop=64",
     ]
     return [
         sys.executable,

@@ -16,7 +16,7 @@ def _config(**kw):
         "train.log_every": 1,
         "train.ckpt_every": 3,
         "train.num_samples": 0,
-        "data.crop": 32,
+        "data.crop": 64,
     }
     return configs.load("tiny:autoencoder", {**base, **kw})
 
