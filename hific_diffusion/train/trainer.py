@@ -73,12 +73,12 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
 
     # --------------------------------------------------------- model and state
     task = tasks.get_task(config.task)
-    s = train_state.setup(task, config, mesh)
     frozen_graphdef = frozen_state = frozen_sh = None
     if task.needs_autoencoder:
         frozen_graphdef, frozen_state, frozen_sh = _frozen_autoencoder(
             tcfg.autoencoder_checkpoint, mesh
         )
+    s = train_state.setup(task, config, mesh)
     step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef)
     train_step = step.jit_step(step_fn, s, mesh, frozen_sh)
 

@@ -81,3 +81,32 @@ def test_warmup_then_cosine_schedule():
 def test_ema_moves_toward_params_by_one_minus_decay():
     ema = optim.ema_update({"w": np.zeros(3, np.float32)}, {"w": np.ones(3, np.float32)}, 0.9)
     np.testing.assert_allclose(ema["w"], 0.1, rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["diffusion", "flow"])
+def test_stage2_trains_on_frozen_stage1_reconstruction(tmp_path, kind):
+    _run(tmp_path / "ae", **{"train.steps": 2})
+    config = configs.load(
+        f"tiny:{kind}",
+        {
+            "train.batch_size": 2,
+            "train.steps": 2,
+            "train.log_every": 1,
+            "train.num_samples": 0,
+            "train.autoencoder_checkpoint": str(tmp_path / "ae"),
+        },
+    )
+    last = trainer.run(config, tmp_path / kind, devices=jax.devices("cpu")[:2])
+    assert last["finite"] == 1.0 and np.isfinite(last["loss"])
+    _, params = trainer.checkpoint.restore_params(tmp_path / kind)
+    assert "unet" in params
+
+
+def test_stage2_without_stage1_checkpoint_is_a_clear_error(tmp_path):
+    config = configs.load("tiny:flow", {"train.batch_size": 2})
+    with pytest.raises(trainer.tasks.TaskError, match="autoencoder_checkpoint"):
+        trainer.run(config, tmp_path, devices=jax.devices("cpu")[:1])
+    config.train.autoencoder_checkpoint = str(tmp_path / "missing")
+    with pytest.raises(trainer.checkpoint.CheckpointError, match="not a training workdir"):
+        trainer.run(config, tmp_path, devices=jax.devices("cpu")[:1])
