@@ -1,4 +1,9 @@
-"""End to end through the CLI: kill -9 and resume; two hosts over loopback."""
+"""End to end through the CLI: kill -9 and resume; two hosts over loopback.
+
+Both start several training subprocesses (each compiles ELIC's step), so they
+are marked slow; the default run covers resume in-process
+(test_trainer_run.py) and the unreachable-coordinator path (test_launch.py).
+"""
 
 import json
 import os
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from hific_diffusion import checkpoint
 
@@ -54,6 +60,7 @@ def _committed_steps(workdir):
     return sorted(int(p.name) for p in d.glob("*") if p.name.isdigit()) if d.is_dir() else []
 
 
+@pytest.mark.slow
 def test_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
     steps = ["train.steps=16", "train.ckpt_every=4"]
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -85,6 +92,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_over_loopback_train_like_one(tmp_path):
     steps = ["train.steps=3", "train.ckpt_every=3"]
     one, two = tmp_path / "one", tmp_path / "two"

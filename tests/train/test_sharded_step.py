@@ -30,7 +30,10 @@ def _one_step(config, mesh, batch):
     return jax.device_get(state), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("rule,shape", [("replicate", (8, 1)), ("fsdp", (2, 4))])
+@pytest.mark.parametrize(
+    "rule,shape",
+    [pytest.param("replicate", (8, 1), marks=pytest.mark.slow), ("fsdp", (2, 4))],
+)
 def test_eight_device_step_matches_single_device(rule, shape):
     cpus = jax.devices("cpu")
     config = _config(**{"train.sharding": rule})
