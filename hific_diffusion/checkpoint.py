@@ -132,7 +132,7 @@ def restore_params(workdir, which: str = "ema", step=None):
     if not checkpoint_dir(workdir).is_dir():
         raise CheckpointError(f"no checkpoints in {workdir}")
     task = tasks.get_task(config.task)
-    mesh = shd.make_mesh((1, 1), devices=jax.devices()[:1])
+    mesh = shd.make_mesh((1, 1), devices=jax.local_devices()[:1])
     s = train_state.setup(task, config, mesh)
     mgr = manager(workdir, keep=config.train.keep_checkpoints, async_save=False)
     try:

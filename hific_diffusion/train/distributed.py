@@ -5,8 +5,9 @@ Where the coordinator comes from, first match wins:
 1. explicit arguments / env ``HFD_COORDINATOR`` (``host:port``),
    ``HFD_NUM_PROCESSES``, ``HFD_PROCESS_ID`` (the launch scripts set these);
 2. SLURM (``SLURM_NTASKS`` > 1): JAX's own SLURM detection;
-3. a TPU pod VM (``TPU_WORKER_HOSTNAMES`` lists more than one host): JAX's
-   TPU detection.
+3. a TPU pod VM (``TPU_WORKER_HOSTNAMES`` lists more than one host), or
+   ``HFD_MULTIHOST=auto`` (set by ``launch/tpu_pod.sh``): JAX's own cluster
+   detection (TPU metadata, SLURM, ...).
 
 Single-host runs skip initialisation. A host that cannot reach the
 coordinator within ``timeout`` seconds fails with :class:`DistributedError`
@@ -16,6 +17,8 @@ instead of hanging.
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import jax
 
@@ -44,6 +47,8 @@ def detect(coordinator=None, num_processes=None, process_id=None) -> dict | None
         return {}  # jax reads SLURM_* itself
     if len(env.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
         return {}
+    if env.get("HFD_MULTIHOST") == "auto":
+        return {}
     return None
 
 
@@ -52,6 +57,10 @@ def initialize(coordinator=None, num_processes=None, process_id=None, timeout: i
     kwargs = detect(coordinator, num_processes, process_id)
     if kwargs is None:
         return 1
+    if kwargs.get("process_id", 0) != 0:
+        # JAX's client aborts the whole process (no Python exception) when
+        # the coordinator never answers, so check reachability first.
+        _wait_for(kwargs["coordinator_address"], timeout)
     try:
         jax.distributed.initialize(initialization_timeout=int(timeout), **kwargs)
     except Exception as e:
@@ -61,3 +70,18 @@ def initialize(coordinator=None, num_processes=None, process_id=None, timeout: i
             f"could not join the run (coordinator {where}) within {timeout}s: {msg}"
         ) from e
     return jax.process_count()
+
+
+def _wait_for(address: str, timeout: float) -> None:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"could not join the run (coordinator {address}) within {timeout}s: {e}"
+                ) from e
+            time.sleep(0.5)

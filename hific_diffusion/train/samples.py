@@ -34,15 +34,17 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
 
     frozen_graphdef, frozen_state = frozen
     x_mse = jax.device_get(
-        jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(frozen_state, x01)
+        jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(
+            frozen_state, x01
+        )
     )
-    state = nnx.merge_state(nnx.State(params), rest) if rest else nnx.State(params)
+    unet_graphdef, unet_state = nnx.split(nnx.merge(graphdef, nnx.State(params), rest, copy=True))
     cfg = config.diffusion
     out = []
     for i in range(len(x01)):
         gen = decode.generate(
-            graphdef,
-            state,
+            unet_graphdef,
+            unet_state,
             x_mse[i : i + 1],
             kind=task.name,
             cfg=cfg,

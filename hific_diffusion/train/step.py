@@ -71,9 +71,11 @@ def make_step_fn(task, config, graphdef, tx, frozen_graphdef=None):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"], step_rest
         )
-        finite = jnp.isfinite(loss) & optim.all_finite(grads)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        # The new parameters are checked too: a finite gradient can still
+        # produce a non-finite update (e.g. a NaN learning rate).
+        finite = jnp.isfinite(loss) & optim.all_finite(grads) & optim.all_finite(params)
         ema = optim.ema_update(state["ema"], params, tcfg.ema_decay)
 
         def keep_if_finite(new, old):
@@ -90,7 +92,7 @@ def make_step_fn(task, config, graphdef, tx, frozen_graphdef=None):
         out = {k: jnp.asarray(v, jnp.float32).mean() for k, v in metrics.items()}
         out.update(
             loss=loss,
-            grad_norm=optax.global_norm(grads),
+            grad_norm=optax.tree.norm(grads),
             finite=finite.astype(jnp.float32),
             nonfinite=new_state["nonfinite"],
             skipped=new_state["skipped"],

@@ -42,8 +42,10 @@ def _build_autoencoder(config, rngs):
 def _autoencoder_loss(model, x01, x_mse01, rng, config):
     from hific_diffusion.codec.autoencoder import rd_loss
 
-    del x_mse01, rng  # ELIC draws its quantization noise from its own nnx.Rngs
-    return rd_loss(model, x01, config.model.lmbda)
+    del x_mse01
+    # The step's rng (a function of seed and step) drives the quantization
+    # noise, so a resumed run draws the same noise as an uninterrupted one.
+    return rd_loss(model, x01, config.model.lmbda, rng=rng)
 
 
 def _build_unet(config, rngs):

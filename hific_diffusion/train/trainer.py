@@ -14,13 +14,28 @@ from flax import nnx
 
 from hific_diffusion import checkpoint
 from hific_diffusion import sharding as shd
-from hific_diffusion.data import pipeline
-from hific_diffusion.train import distributed, reporting, samples, step, tasks
+from hific_diffusion.data import offline_photos, pipeline, tfds_records
+from hific_diffusion.train import distributed, optim, reporting, samples, step, tasks
 from hific_diffusion.train import state as train_state
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. too many non-finite steps in a row)."""
+
+
+# Errors with a one-line message meant for the user (the CLI prints them
+# without a traceback).
+EXPECTED_ERRORS = (
+    TrainingError,
+    checkpoint.CheckpointError,
+    distributed.DistributedError,
+    tasks.TaskError,
+    shd.ShardingError,
+    pipeline.DataError,
+    tfds_records.TfdsDataError,
+    offline_photos.OfflinePhotosError,
+    optim.OptimizerError,
+)
 
 
 def _frozen_autoencoder(path: str, mesh):
@@ -52,16 +67,18 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
     # ------------------------------------------------------------------- mesh
     mesh = shd.make_mesh(tcfg.mesh_shape, tcfg.sharding, devices)
     if tcfg.batch_size % mesh.size:
-        raise ValueError(f"batch_size {tcfg.batch_size} does not split over {mesh.size} devices")
+        raise shd.ShardingError(
+            f"batch_size {tcfg.batch_size} does not split over {mesh.size} devices"
+        )
 
     # --------------------------------------------------------- model and state
     task = tasks.get_task(config.task)
-    s = train_state.setup(task, config, mesh)
     frozen_graphdef = frozen_state = frozen_sh = None
     if task.needs_autoencoder:
         frozen_graphdef, frozen_state, frozen_sh = _frozen_autoencoder(
             tcfg.autoencoder_checkpoint, mesh
         )
+    s = train_state.setup(task, config, mesh)
     step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef)
     train_step = step.jit_step(step_fn, s, mesh, frozen_sh)
 
@@ -86,7 +103,6 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
 
     # ------------------------------------------------------------------- loop
     report = reporting.Reporter(workdir, tcfg.steps, tcfg.batch_size, enabled=is_main)
-    report.start(start)
     eval_every = tcfg.eval_every or tcfg.ckpt_every
     profile_at = start + 2 if profile_steps > 0 else -1
     tracing = False
@@ -101,6 +117,10 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             local = next(data_iter)
             batch = shd.global_batch(local, mesh)
             state, metrics = train_step(state, s.rest, batch, frozen_state)
+        if i == start:
+            # Rates and ETA count from the end of the first (compiling) step.
+            jax.block_until_ready(metrics)
+            report.start(i + 1)
         if tracing and i + 1 >= profile_at + profile_steps:
             jax.profiler.stop_trace()
             tracing = False

@@ -1,0 +1,119 @@
+"""The trainer loop in-process: resume, logs and samples, non-finite stop, optimizer.
+
+Tests that train ELIC are marked slow (its training step takes minutes to
+compile on a CPU host).
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hific_diffusion import configs
+from hific_diffusion.train import optim, trainer
+
+
+def _config(**kw):
+    base = {
+        "train.batch_size": 2,
+        "train.log_every": 1,
+        "train.ckpt_every": 3,
+        "train.num_samples": 0,
+        "data.crop": 64,
+    }
+    return configs.load("tiny:autoencoder", {**base, **kw})
+
+
+def _run(workdir, **kw):
+    return trainer.run(_config(**kw), workdir, devices=jax.devices("cpu")[:2])
+
+
+def _losses(workdir):
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines)}
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_matches_uninterrupted_losses(tmp_path, capsys):
+    _run(tmp_path / "ref", **{"train.steps": 5})
+    _run(tmp_path / "run", **{"train.steps": 3})
+    _run(tmp_path / "run", **{"train.steps": 5})
+    assert "resumed from step 3" in capsys.readouterr().out
+    want, got = _losses(tmp_path / "ref"), _losses(tmp_path / "run")
+    assert sorted(got) == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([got[4], got[5]], [want[4], want[5]], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_run_writes_jsonl_tensorboard_samples_and_profile(tmp_path, capsys):
+    trainer.run(
+        _config(**{"train.steps": 4, "train.num_samples": 2, "train.ckpt_every": 2}),
+        tmp_path,
+        profile_steps=1,
+        devices=jax.devices("cpu")[:1],
+    )
+    out = capsys.readouterr().out
+    assert "bpp" in out and "psnr" in out and "img/s" in out and "ETA" in out
+    rec = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["step"] == 4 and {"loss", "bpp", "psnr", "steps_per_s", "images_per_s"} <= set(rec)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    pngs = sorted((tmp_path / "samples").glob("*.png"))
+    assert [p.name for p in pngs] == ["step_00000002.png", "step_00000004.png"]
+    assert any(f.is_file() for f in (tmp_path / "profile").rglob("*"))
+
+
+@pytest.mark.slow
+def test_nonfinite_steps_are_reported_then_stop_training(tmp_path, capsys):
+    # A NaN learning rate makes every update non-finite: each is skipped and
+    # reported, and the run stops after max_nonfinite in a row.
+    with pytest.raises(trainer.TrainingError, match="3 consecutive non-finite steps"):
+        _run(tmp_path, **{"train.steps": 10, "train.lr": float("nan"), "train.max_nonfinite": 3})
+    err = capsys.readouterr().err
+    assert "step 1: non-finite loss or gradients, update skipped (1 in a row" in err
+
+
+def test_warmup_then_cosine_schedule():
+    cfg = _config(**{"train.lr": 1.0, "train.warmup_steps": 10, "train.steps": 110})
+    cfg.train.schedule = "cosine"
+    lr = optim.schedule(cfg.train)
+    np.testing.assert_allclose(
+        [lr(0), lr(5), lr(10), lr(60), lr(110)], [0, 0.5, 1, 0.5, 0], atol=1e-6
+    )
+    cfg.train.schedule = "linear"
+    with pytest.raises(optim.OptimizerError):
+        optim.schedule(cfg.train)
+
+
+def test_ema_moves_toward_params_by_one_minus_decay():
+    ema = optim.ema_update({"w": np.zeros(3, np.float32)}, {"w": np.ones(3, np.float32)}, 0.9)
+    np.testing.assert_allclose(ema["w"], 0.1, rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["diffusion", "flow"])
+def test_stage2_trains_on_frozen_stage1_reconstruction(tmp_path, kind):
+    _run(tmp_path / "ae", **{"train.steps": 2})
+    config = configs.load(
+        f"tiny:{kind}",
+        {
+            "train.batch_size": 2,
+            "train.steps": 2,
+            "train.log_every": 1,
+            "train.num_samples": 0,
+            "train.autoencoder_checkpoint": str(tmp_path / "ae"),
+        },
+    )
+    last = trainer.run(config, tmp_path / kind, devices=jax.devices("cpu")[:2])
+    assert last["finite"] == 1.0 and np.isfinite(last["loss"])
+    _, params = trainer.checkpoint.restore_params(tmp_path / kind)
+    assert "unet" in params
+
+
+def test_stage2_without_stage1_checkpoint_is_a_clear_error(tmp_path):
+    config = configs.load("tiny:flow", {"train.batch_size": 2})
+    with pytest.raises(trainer.tasks.TaskError, match="autoencoder_checkpoint"):
+        trainer.run(config, tmp_path, devices=jax.devices("cpu")[:1])
+    config.train.autoencoder_checkpoint = str(tmp_path / "missing")
+    with pytest.raises(trainer.checkpoint.CheckpointError, match="not a training workdir"):
+        trainer.run(config, tmp_path, devices=jax.devices("cpu")[:1])
