@@ -15,6 +15,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and l
 _PROFILE = flags.DEFINE_integer(
     "profile_steps", 0, "Capture a jax.profiler trace of this many steps after warm-up."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "Multi-host: coordinator host:port (else HFD_COORDINATOR, SLURM or TPU)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,7 +28,17 @@ def main(argv):
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
     from hific_diffusion.train import trainer
 
-    trainer.run(_CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value)
+    dist = dict(
+        coordinator=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+    )
+    try:
+        trainer.run(
+            _CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value, distributed_args=dist
+        )
+    except trainer.EXPECTED_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

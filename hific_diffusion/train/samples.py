@@ -1,0 +1,58 @@
+"""Sample images written at eval steps: input | output of the model being trained.
+
+Stage 1 shows the rounded-latent reconstruction. Stage 2 shows the frozen
+``x_mse`` and what the decoder generates from it with the config's sampler.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+
+from hific_diffusion.train import tasks
+
+
+def _uint8(x) -> np.ndarray:
+    return (np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) -> list:
+    """One row of images per example of ``batch_uint8`` (host array)."""
+    x01 = np.asarray(batch_uint8, np.float32) / 255.0
+    if task.name == "autoencoder":
+
+        @jax.jit
+        def recon(params, rest, x):
+            model = nnx.merge(graphdef, nnx.State(params), rest, copy=True)
+            return tasks.reconstruct(model, x)
+
+        x_hat = jax.device_get(recon(params, rest, x01))
+        return [[_uint8(a), _uint8(b)] for a, b in zip(x01, x_hat, strict=True)]
+
+    from hific_diffusion.diffusion import decode
+
+    frozen_graphdef, frozen_state = frozen
+    x_mse = jax.device_get(
+        jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(
+            frozen_state, x01
+        )
+    )
+    state = nnx.merge_state(nnx.State(params), rest) if rest else nnx.State(params)
+    cfg = config.diffusion
+    out = []
+    for i in range(len(x01)):
+        gen = decode.generate(
+            graphdef,
+            state,
+            x_mse[i : i + 1],
+            kind=task.name,
+            cfg=cfg,
+            steps=cfg.steps,
+            seed=i,
+            noise_level=cfg.noise_level,
+            tile=cfg.tile,
+            overlap=cfg.overlap,
+        )
+        out.append([_uint8(x01[i]), _uint8(x_mse[i]), _uint8(np.asarray(gen)[0])])
+    return out

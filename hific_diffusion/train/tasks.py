@@ -1,0 +1,87 @@
+"""What the one trainer loop fits, by ``config.task``.
+
+* ``autoencoder`` (stage 1, HFD Sec. 3.1): ELIC trained for
+  ``bpp + lmbda * 255^2 * MSE`` (``codec.autoencoder.rd_loss``).
+* ``diffusion`` / ``flow`` (stage 2, HFD Sec. 3.2): a U-Net conditioned on
+  the frozen stage-1 reconstruction ``x_mse`` (float path, rounded latents),
+  trained with ``diffusion.losses.diffusion_loss`` / ``flow_loss``.
+
+Model code is imported lazily so each task only needs its own modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+class TaskError(ValueError):
+    """An unknown task or a stage-2 config without a usable stage-1 model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    # Key of the trained model in checkpoints and bundles.
+    model_key: str
+    build: Callable  # (config, rngs) -> nnx.Module
+    # (model, x01, x_mse01 | None, rng, config) -> (loss, metrics dict)
+    loss: Callable
+    needs_autoencoder: bool
+
+
+def _build_autoencoder(config, rngs):
+    from hific_diffusion.codec.autoencoder import ELIC
+
+    return ELIC(config.model, rngs=rngs)
+
+
+def _autoencoder_loss(model, x01, x_mse01, rng, config):
+    from hific_diffusion.codec.autoencoder import rd_loss
+
+    del x_mse01, rng  # ELIC draws its quantization noise from its own nnx.Rngs
+    return rd_loss(model, x01, config.model.lmbda)
+
+
+def _build_unet(config, rngs):
+    from hific_diffusion.diffusion.unet import UNet
+
+    return UNet(config.diffusion.unet, rngs=rngs)
+
+
+def _diffusion_loss(model, x01, x_mse01, rng, config):
+    from hific_diffusion.diffusion import losses
+
+    return losses.diffusion_loss(model, x01, x_mse01, rng, config.diffusion)
+
+
+def _flow_loss(model, x01, x_mse01, rng, config):
+    from hific_diffusion.diffusion import losses
+
+    return losses.flow_loss(model, x01, x_mse01, rng, config.diffusion)
+
+
+TASKS = {
+    "autoencoder": Task("autoencoder", "autoencoder", _build_autoencoder, _autoencoder_loss, False),
+    "diffusion": Task("diffusion", "unet", _build_unet, _diffusion_loss, True),
+    "flow": Task("flow", "unet", _build_unet, _flow_loss, True),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise TaskError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def reconstruct(autoencoder, x01: jax.Array) -> jax.Array:
+    """Stage-1 reconstruction ``x_mse`` that stage 2 conditions on.
+
+    ``training=False`` rounds the latents (as the real codec does) instead of
+    adding uniform noise; the autoencoder is frozen, so no gradient flows.
+    """
+    x_hat = autoencoder(x01, training=False)["x_hat"]
+    return jax.lax.stop_gradient(jnp.clip(x_hat, 0.0, 1.0))

@@ -1,0 +1,176 @@
+"""The one training loop for every task (stage 1 and stage 2 of HFD).
+
+big_vision style: one flat function, sections marked by banner comments.
+``run(config, workdir)`` trains ``config.task`` for ``config.train.steps``
+steps and resumes from ``workdir/checkpoints`` when rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+from flax import nnx
+
+from hific_diffusion import checkpoint
+from hific_diffusion import sharding as shd
+from hific_diffusion.data import offline_photos, pipeline, tfds_records
+from hific_diffusion.train import distributed, optim, reporting, samples, step, tasks
+from hific_diffusion.train import state as train_state
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. too many non-finite steps in a row)."""
+
+
+# Errors with a one-line message meant for the user (the CLI prints them
+# without a traceback).
+EXPECTED_ERRORS = (
+    TrainingError,
+    checkpoint.CheckpointError,
+    distributed.DistributedError,
+    tasks.TaskError,
+    shd.ShardingError,
+    pipeline.DataError,
+    tfds_records.TfdsDataError,
+    offline_photos.OfflinePhotosError,
+    optim.OptimizerError,
+)
+
+
+def _frozen_autoencoder(path: str, mesh):
+    """Stage 2: the stage-1 EMA weights from a training workdir, frozen and replicated."""
+    if not path:
+        raise tasks.TaskError(
+            "stage 2 needs config.train.autoencoder_checkpoint (a stage-1 workdir)"
+        )
+    ae_config, params = checkpoint.restore_params(path, which="ema")
+    if ae_config.task != "autoencoder":
+        raise tasks.TaskError(f"{path} holds a {ae_config.task!r} run, not an autoencoder")
+    model = tasks.get_task("autoencoder").build(ae_config, nnx.Rngs(ae_config.seed))
+    nnx.update(model, params["autoencoder"])
+    graphdef, state = nnx.split(model)
+    shardings = jax.tree.map(lambda _: shd.replicated(mesh), state)
+    return graphdef, jax.device_put(state, shardings), shardings
+
+
+def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_args=None):
+    """Train; returns the final host-side metrics dict of the last step."""
+    tcfg = config.train
+
+    # ------------------------------------------------------------------ hosts
+    distributed.initialize(**(distributed_args or {}), timeout=tcfg.init_timeout)
+    is_main = jax.process_index() == 0
+    if is_main:
+        checkpoint.save_config(workdir, config)
+
+    # ------------------------------------------------------------------- mesh
+    mesh = shd.make_mesh(tcfg.mesh_shape, tcfg.sharding, devices)
+    if tcfg.batch_size % mesh.size:
+        raise shd.ShardingError(
+            f"batch_size {tcfg.batch_size} does not split over {mesh.size} devices"
+        )
+
+    # --------------------------------------------------------- model and state
+    task = tasks.get_task(config.task)
+    s = train_state.setup(task, config, mesh)
+    frozen_graphdef = frozen_state = frozen_sh = None
+    if task.needs_autoencoder:
+        frozen_graphdef, frozen_state, frozen_sh = _frozen_autoencoder(
+            tcfg.autoencoder_checkpoint, mesh
+        )
+    step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef)
+    train_step = step.jit_step(step_fn, s, mesh, frozen_sh)
+
+    # ------------------------------------------------------- checkpoint / data
+    mgr = checkpoint.manager(workdir, tcfg.keep_checkpoints, tcfg.async_checkpoints)
+    shard = pipeline.shard_options()
+    dataset = pipeline.make_dataset(config.data, tcfg.batch_size, config.seed, shard)
+    data_iter = iter(dataset)
+    if mgr.latest_step() is not None:
+        state, data_restored = checkpoint.restore(mgr, s.abstract, data_iter)
+        start = int(jax.device_get(state["step"]))
+        if not data_restored:
+            # Another host count wrote this checkpoint: batches are a function
+            # of the step alone, so skip to the right one.
+            data_iter = iter(
+                pipeline.make_dataset(config.data, tcfg.batch_size, config.seed, shard, start)
+            )
+        if is_main:
+            print(f"resumed from step {start} in {workdir}", flush=True)
+    else:
+        state, start = train_state.init(s, task, config), 0
+
+    # ------------------------------------------------------------------- loop
+    report = reporting.Reporter(workdir, tcfg.steps, tcfg.batch_size, enabled=is_main)
+    report.start(start)
+    eval_every = tcfg.eval_every or tcfg.ckpt_every
+    profile_at = start + 2 if profile_steps > 0 else -1
+    tracing = False
+    pending, pending_step, last = None, None, {}
+    for i in range(start, tcfg.steps):
+        # Trace a few steps after the first (compiling) ones.
+        if i == profile_at and is_main:
+            jax.profiler.start_trace(str(workdir) + "/profile")
+            tracing = True
+        annotate = jax.profiler.StepTraceAnnotation if tracing else _no_annotation
+        with annotate("train", step_num=i):
+            local = next(data_iter)
+            batch = shd.global_batch(local, mesh)
+            state, metrics = train_step(state, s.rest, batch, frozen_state)
+        if tracing and i + 1 >= profile_at + profile_steps:
+            jax.profiler.stop_trace()
+            tracing = False
+            report.note(f"profile written to {workdir}/profile")
+
+        # Non-finite guard: read the previous step's counters (one step late,
+        # so the host never stalls the device pipeline).
+        if pending is not None:
+            last = _check_finite(jax.device_get(pending), pending_step, tcfg, report)
+        pending, pending_step = metrics, i + 1
+
+        done = i + 1
+        if done % tcfg.log_every == 0 or done == tcfg.steps:
+            last = _check_finite(jax.device_get(metrics), done, tcfg, report)
+            pending = None
+            report.write(done, last)
+        if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
+            checkpoint.save(mgr, done, state, data_iter)
+        # Samples run outside the sharded step on one host's devices, so
+        # they are written by single-process runs only.
+        single = jax.process_count() == 1
+        if single and tcfg.num_samples and (done % eval_every == 0 or done == tcfg.steps):
+            ema = jax.device_get(state["ema"])
+            frozen = (frozen_graphdef, frozen_state)
+            batch_rows = samples.rows(
+                task, config, s.graphdef, ema, s.rest, frozen, local[: tcfg.num_samples]
+            )
+            report.images(done, batch_rows)
+
+    # ------------------------------------------------------------------ close
+    if tracing:
+        jax.profiler.stop_trace()
+    mgr.wait_until_finished()
+    mgr.close()
+    report.close()
+    return last
+
+
+def _no_annotation(name, step_num):
+    del name, step_num
+    return contextlib.nullcontext()
+
+
+def _check_finite(metrics: dict, step_no: int, tcfg, report) -> dict:
+    if metrics.get("finite", 1.0) < 1.0:
+        report.note(
+            f"step {step_no}: non-finite loss or gradients, update skipped "
+            f"({int(metrics['nonfinite'])} in a row, {int(metrics['skipped'])} in total)"
+        )
+        if metrics["nonfinite"] >= tcfg.max_nonfinite:
+            raise TrainingError(
+                f"{int(metrics['nonfinite'])} consecutive non-finite steps at step {step_no} "
+                f"(train.max_nonfinite={tcfg.max_nonfinite}); "
+                "lower the learning rate or check the data"
+            )
+    return metrics
