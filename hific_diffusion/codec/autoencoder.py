@@ -46,8 +46,9 @@ class ELIC(nnx.Module):
         self.num_scales, self.scale_max = int(cfg.num_scales), float(cfg.scale_max)
         self.int_frac_bits = int(cfg.get("int_frac_bits", 8))
         self.compute_dtype = _DTYPES[str(cfg.get("compute_dtype", "float32"))]
-        self.g_a = AnalysisTransform(n, m, rngs=rngs)
-        self.g_s = SynthesisTransform(n, m, rngs=rngs)
+        blocks = int(cfg.get("res_blocks", 3))
+        self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
+        self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
         self.h_a = HyperAnalysis(n, m, rngs=rngs)
         self.h_s = HyperSynthesis(n, m, rngs=rngs)
         self.prior = FactorizedPrior(n, rngs=rngs)

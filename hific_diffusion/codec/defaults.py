@@ -11,6 +11,8 @@ def model_config() -> ml_collections.ConfigDict:
             M=320,
             # ELIC Sec. 3.2: uneven channel groups; the last is M - 128.
             groups=(16, 16, 32, 64, 192),
+            # ELIC Fig. 4: residual bottleneck blocks per stage of g_a / g_s.
+            res_blocks=3,
             # Rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE.
             lmbda=0.0130,
             # Gaussian scale table for the integer coding path. sigma is

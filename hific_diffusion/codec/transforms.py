@@ -1,12 +1,14 @@
 """ELIC analysis / synthesis and hyper transforms (He et al., CVPR 2022, Fig. 4).
 
 g_a: 4 stride-2 5x5 convolutions (x16 downsampling) with 3 residual
-bottleneck blocks after each of the first three and attention after the
-second and the last; g_s mirrors it with transposed convolutions. The hyper
-transforms follow Minnen et al. 2018 as used by ELIC: h_a = 3x3 conv, two
-stride-2 5x5 convs (x4 more); h_s = two stride-2 5x5 transposed convs and a
-3x3 conv producing 2M hyper features for the parameter aggregation.
-ReLU everywhere in h_s: the integer path needs an integer-exact nonlinearity.
+bottleneck blocks (``res_blocks``; the CPU test config uses 1) after each of
+the first three and attention after the second and the last; g_s mirrors
+it with transposed convolutions (upsampling choice: transposed 5x5, as in
+ELIC, so CompressAI weights map one to one). The hyper transforms follow
+Minnen et al. 2018 as used by ELIC: h_a = 3x3 conv and two stride-2 5x5
+convs (x4 more); h_s = two stride-2 5x5 transposed convs and a 3x3 conv
+producing 2M hyper features for the parameter aggregation. ReLU everywhere
+in h_s: the integer path needs an integer-exact nonlinearity.
 """
 
 from __future__ import annotations
@@ -17,23 +19,24 @@ from flax import nnx
 from hific_diffusion.codec.layers import Attention, Conv, ResidualBottleneck
 
 
-def _blocks(n, rngs):
-    return [ResidualBottleneck(n, rngs=rngs) for _ in range(3)]
+def _blocks(n, rngs, count):
+    return [ResidualBottleneck(n, rngs=rngs) for _ in range(count)]
 
 
 class AnalysisTransform(nnx.Module):
     """g_a: image in [0, 1] (NHWC) -> y with M channels at 1/16 resolution."""
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
+    def __init__(self, n: int, m: int, *, res_blocks: int = 3, rngs: nnx.Rngs):
+        b = res_blocks
         self.layers = nnx.List(
             [
                 Conv(3, n, 5, stride=2, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Conv(n, n, 5, stride=2, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Attention(n, rngs=rngs),
                 Conv(n, n, 5, stride=2, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Conv(n, m, 5, stride=2, rngs=rngs),
                 Attention(m, rngs=rngs),
             ]
@@ -48,17 +51,18 @@ class AnalysisTransform(nnx.Module):
 class SynthesisTransform(nnx.Module):
     """g_s: y_hat -> image (NHWC, unclamped; callers clip to [0, 1])."""
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
+    def __init__(self, n: int, m: int, *, res_blocks: int = 3, rngs: nnx.Rngs):
+        b = res_blocks
         self.layers = nnx.List(
             [
                 Attention(m, rngs=rngs),
                 Conv(m, n, 5, stride=2, transpose=True, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Conv(n, n, 5, stride=2, transpose=True, rngs=rngs),
                 Attention(n, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Conv(n, n, 5, stride=2, transpose=True, rngs=rngs),
-                *_blocks(n, rngs),
+                *_blocks(n, rngs, b),
                 Conv(n, 3, 5, stride=2, transpose=True, rngs=rngs),
             ]
         )
