@@ -121,6 +121,7 @@ def main(argv=None):
     from hific_diffusion import configs
     from hific_diffusion.pipeline import Codec
 
+    t0 = time.perf_counter()
     if args.model:
         codec = Codec.from_bundle(args.model)
         model_desc = args.model
@@ -130,6 +131,7 @@ def main(argv=None):
         config = configs.load(args.config)
         codec = Codec(config, ELIC(config.model, rngs=nnx.Rngs(0)))
         model_desc = f"{args.config} (random init)"
+    setup_s = time.perf_counter() - t0  # model build + tables + integer path
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     result = dict(
         benchmark="codec",
@@ -137,6 +139,7 @@ def main(argv=None):
         device=str(jax.devices()[0]),
         platform=platform.platform(),
         jax=jax.__version__,
+        setup_s=setup_s,
         latency=bench_latency(codec, sizes, args.repeats),
         entropy_coding=bench_entropy_coding(args.symbols),
     )

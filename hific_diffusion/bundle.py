@@ -5,14 +5,15 @@ A bundle is a directory::
     config.json                 the experiment ConfigDict
     weights/<model>.npz         flat arrays per model: autoencoder,
                                 unet_diffusion, unet_flow (the last two optional)
-    tables.bin                  the integer coding tables (DiscreteTables.to_bytes)
+    tables/<name>.bin           the integer coding tables (DiscreteTables.to_bytes),
+                                e.g. z (factorized prior) and y (Gaussian scales)
     manifest.json               format, version, sha256 of every file above and
                                 the model fingerprint that bitstreams carry
 
 ``load_bundle`` recomputes every sha256 and refuses a bundle with a missing,
 extra-in-manifest or altered file (``BundleError``); ``codec_from_bundle``
 also checks that the rebuilt autoencoder reproduces the stored fingerprint,
-so tables can never drift from the weights.
+and re-derives the same tables, so tables can never drift from the weights.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Bundle:
     path: Path
     config: ml_collections.ConfigDict
     params: dict[str, dict[str, np.ndarray]]  # model -> {"a/b/kernel": array}
-    tables: DiscreteTables
+    tables: dict[str, DiscreteTables]
     fingerprint: str | None  # hex
 
 
@@ -53,17 +54,18 @@ def flatten_state(state) -> dict[str, np.ndarray]:
     """nnx.State or nested dict -> {"path/to/leaf": numpy array}.
 
     RNG variables (keys and counters) are dropped: inference needs none.
+    Plain-array attributes (e.g. convolution masks) are kept, so a loader
+    can fill an abstract module without running its initializers.
     """
     from flax import nnx
 
     if isinstance(state, nnx.State):
         flat = {}
         for path, var in nnx.to_flat_state(state):
-            # Plain-array attributes (e.g. convolution masks) are constants the
-            # constructor rebuilds; RNG state is not needed for inference.
-            if not isinstance(var, nnx.Variable) or isinstance(var, nnx.RngState):
+            if isinstance(var, nnx.RngState):
                 continue
-            flat[_SEP.join(map(str, path))] = np.asarray(var.get_value())
+            value = var.get_value() if isinstance(var, nnx.Variable) else var
+            flat[_SEP.join(map(str, path))] = np.asarray(value)
         return flat
     from flax import traverse_util
 
@@ -84,11 +86,12 @@ def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> Non
         for p, v in nnx.to_flat_state(state)
         if isinstance(v, nnx.Variable)
     }
-    # Params are required; other variables (e.g. statistics) keep their
-    # constructed values when a checkpoint only holds Params.
+    # Params are required; other variables (e.g. statistics) and plain-array
+    # constants keep their constructed values when a checkpoint lacks them.
     required = {k for k, v in targets.items() if isinstance(v, nnx.Param)}
+    constants = {_SEP.join(map(str, p)) for p, v in nnx.to_flat_state(state)}
     missing = sorted(required - set(flat))
-    extra = sorted(set(flat) - set(targets))
+    extra = sorted(set(flat) - constants)
     if missing or extra:
         raise BundleError(
             f"{name} weights do not match the model built from the config "
@@ -142,7 +145,8 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
     """Writes a bundle directory (created; existing bundle files are replaced).
 
     ``params_by_model`` maps names in ``MODELS`` to nnx.State / nested dicts;
-    ``tables`` is a DiscreteTables (or its bytes); ``fingerprint`` is
+    ``tables`` maps names to DiscreteTables (one DiscreteTables is stored as
+    "y"); ``fingerprint`` is
     ``coding.model_fingerprint(autoencoder)``.
     """
     path = Path(path)
@@ -154,7 +158,13 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
     for name, state in params_by_model.items():
         if state is not None:
             files[f"weights/{name}.npz"] = _npz_bytes(flatten_state(state))
-    files["tables.bin"] = tables if isinstance(tables, bytes) else tables.to_bytes()
+    if isinstance(tables, DiscreteTables):
+        tables = {"y": tables}
+    for name, t in tables.items():
+        if not str(name).isidentifier():
+            raise BundleError(f"table name {name!r} must be an identifier")
+        files[f"tables/{name}.bin"] = t.to_bytes()
+    (path / "tables").mkdir(exist_ok=True)
     for rel, data in files.items():
         (path / rel).write_bytes(data)
     manifest = {
@@ -185,7 +195,7 @@ def load_bundle(path) -> Bundle:
         raise BundleError(f"not a model bundle: {mpath} has another format")
     if manifest.get("version") != VERSION:
         raise BundleError(f"unsupported bundle version {manifest.get('version')} in {mpath}")
-    for rel in ("config.json", "tables.bin", "weights/autoencoder.npz"):
+    for rel in ("config.json", "weights/autoencoder.npz"):
         if rel not in files:
             raise BundleError(f"bundle manifest lacks {rel}")
     for rel, digest in sorted(files.items()):
@@ -196,7 +206,11 @@ def load_bundle(path) -> Bundle:
             raise BundleError(f"bundle file altered (sha256 mismatch): {f}")
     try:
         config = config_from_json((path / "config.json").read_text())
-        tables = DiscreteTables.from_bytes((path / "tables.bin").read_bytes())
+        tables = {
+            Path(rel).stem: DiscreteTables.from_bytes((path / rel).read_bytes())
+            for rel in files
+            if rel.startswith("tables/")
+        }
         params = {}
         for name in MODELS:
             rel = f"weights/{name}.npz"
@@ -209,41 +223,70 @@ def load_bundle(path) -> Bundle:
 
 
 # ------------------------------------------------------------------ Codec glue
-def _build(kind: str, config, seed: int = 0):
+def _constructor(kind: str, config):
     from flax import nnx
 
-    rngs = nnx.Rngs(seed)
     if kind == "autoencoder":
         from hific_diffusion.codec.autoencoder import ELIC
 
-        return ELIC(config.model, rngs=rngs)
+        return lambda: ELIC(config.model, rngs=nnx.Rngs(0))
     from hific_diffusion.diffusion.unet import UNet
 
-    return UNet(config.diffusion.unet, rngs=rngs)
+    return lambda: UNet(config.diffusion.unet, rngs=nnx.Rngs(0))
 
 
-def _refresh_tables(module) -> None:
-    # Tables are derived from the weights; a loader that assigns weights after
-    # construction must let the model re-derive them (codec-model contract).
-    from hific_diffusion.codec import coding
+def _fill_abstract(ctor, flat: dict[str, np.ndarray]):
+    """Builds the module abstractly (no initializer runs: they cost a compile
+    per weight shape) and fills every leaf from ``flat``; None if ``flat``
+    does not cover the module exactly (then the caller initializes)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
 
-    refresh = getattr(coding, "refresh_tables", None)
-    if refresh is not None:
-        refresh(module)
+    graphdef, state = nnx.split(nnx.eval_shape(ctor))
+    items, seen = [], set()
+    for path, leaf in nnx.to_flat_state(state):
+        key = _SEP.join(map(str, path))
+        want = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+        if isinstance(leaf, nnx.RngKey):
+            n = int(np.prod(want.shape, dtype=np.int64))
+            leaf.set_value(jax.random.split(jax.random.key(0), n).reshape(want.shape))
+        elif isinstance(leaf, nnx.RngCount):
+            leaf.set_value(jnp.zeros(want.shape, want.dtype))
+        else:
+            arr = flat.get(key)
+            if arr is None or tuple(arr.shape) != tuple(want.shape):
+                return None
+            seen.add(key)
+            value = jnp.asarray(arr, dtype=want.dtype)
+            if isinstance(leaf, nnx.Variable):
+                leaf.set_value(value)
+            else:
+                leaf = value
+        items.append((path, leaf))
+    if seen != set(flat):
+        return None
+    return nnx.merge(graphdef, nnx.from_flat_state(items))
+
+
+def build_module(kind: str, config, flat: dict[str, np.ndarray], name: str):
+    """The ``kind`` ("autoencoder" | "unet") module of ``config`` holding ``flat``."""
+    ctor = _constructor(kind, config)
+    module = _fill_abstract(ctor, flat)
+    if module is None:  # e.g. Params-only checkpoints: initialize, then assign
+        module = ctor()
+        assign_flat(module, flat, name)
+    return module
 
 
 def codec_from_flat(codec_cls, config, params):
     """Codec from {model name: flat arrays} (bundle layout)."""
-    ae = _build("autoencoder", config)
-    assign_flat(ae, params["autoencoder"], "autoencoder")
-    _refresh_tables(ae)
+    ae = build_module("autoencoder", config, params["autoencoder"], "autoencoder")
     gens = {}
     for kind in ("diffusion", "flow"):
         flat = params.get(f"unet_{kind}")
         if flat is not None:
-            unet = _build("unet", config)
-            assign_flat(unet, flat, f"unet_{kind}")
-            gens[kind] = unet
+            gens[kind] = build_module("unet", config, flat, f"unet_{kind}")
     return codec_cls(config, ae, **gens)
 
 
@@ -254,6 +297,10 @@ def codec_from_bundle(codec_cls, path):
         raise BundleError(
             f"bundle {path}: the rebuilt model's fingerprint differs from the manifest's"
         )
+    derived = coding_tables(codec.autoencoder)
+    for name, t in b.tables.items():
+        if name in derived and derived[name] != t:
+            raise BundleError(f"bundle {path}: stored {name} tables differ from the derived ones")
     return codec
 
 
@@ -278,13 +325,19 @@ def codec_from_checkpoint(codec_cls, workdir, which: str = "ema"):
     return codec_from_flat(codec_cls, config, params)
 
 
+def coding_tables(autoencoder) -> dict[str, DiscreteTables]:
+    """The tables coding derives from the autoencoder's weights."""
+    from hific_diffusion.codec import coding
+
+    cm = coding.prepare(autoencoder)
+    return {"z": cm.z_tables, "y": cm.y_tables}
+
+
 def save_codec(path, codec) -> Path:
     """Writes a Codec's models as a bundle (used by export)."""
     from flax import nnx
 
-    from hific_diffusion.codec import coding
-
-    params = {"autoencoder": nnx.state(codec.autoencoder, nnx.Not(nnx.RngState))}
+    params = {"autoencoder": nnx.state(codec.autoencoder)}
     for kind, gen in codec._generators.items():
         if gen is not None:
             params[f"unet_{kind}"] = gen[1]
@@ -292,6 +345,6 @@ def save_codec(path, codec) -> Path:
         path,
         codec.config,
         params,
-        coding.tables_of(codec.autoencoder),
+        coding_tables(codec.autoencoder),
         fingerprint=codec.fingerprint,
     )

@@ -29,7 +29,7 @@ def test_saved_bundle_loads_with_config_weights_tables_and_fingerprint(saved):
     b = bundle.load_bundle(path)
     assert b.config.model.groups == config.model.groups  # tuples survive JSON
     assert b.config.to_dict() == config.to_dict()
-    assert b.tables == t and b.fingerprint == "0102"
+    assert b.tables == {"y": t} and b.fingerprint == "0102"
     assert np.array_equal(b.params["autoencoder"]["kernel"], np.asarray(lin.kernel[...]))
     assert set(b.params) == {"autoencoder", "unet_flow"}
 
@@ -54,9 +54,9 @@ def test_missing_file_is_refused(saved):
 
 def test_altered_file_is_refused(saved):
     path = saved[0]
-    data = bytearray((path / "tables.bin").read_bytes())
+    data = bytearray((path / "tables" / "y.bin").read_bytes())
     data[-1] ^= 1
-    (path / "tables.bin").write_bytes(bytes(data))
+    (path / "tables" / "y.bin").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="altered"):
         bundle.load_bundle(path)
 
