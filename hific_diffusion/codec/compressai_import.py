@@ -210,10 +210,9 @@ def convert(state_dict, model, strict: bool = True):
             mask = sd.get(f"{theirs}.mask", 1.0)
             used.add(f"{theirs}.mask")
             w = w * mask
+        # A stride-1 transposed conv (h_s's last) is our plain conv with the same
+        # flipped kernel: padding k//2 on both sides either way.
         kernel = _deconv(w) if kind == "deconv" else _conv(w)
-        if kind == "deconv" and not getattr(_module(model, ours), "transpose", True):
-            # Stride-1 transposed conv == conv with the flipped kernel (same padding k//2).
-            pass
         if ours.startswith("h_s/convs/2") and kernel.shape != targets[f"{ours}/kernel"].shape:
             continue  # 2N vs 2M hyper channels: reported below
         put(f"{ours}/kernel", f"{theirs}.weight", kernel)
@@ -242,16 +241,11 @@ def convert(state_dict, model, strict: bool = True):
     if strict and unmapped:
         parts = sorted(set(unmapped.values()))
         raise CompressAIImportError(
-            "exact import impossible: " + "; ".join(parts) + " (pass strict=False to import the rest)"
+            "exact import impossible: "
+            + "; ".join(parts)
+            + " (pass strict=False to import the rest)"
         )
     return flat, report
-
-
-def _module(model, flat_key: str):
-    obj = model
-    for part in flat_key.split("/"):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
-    return obj
 
 
 def load_compressai_state_dict(path_or_dict, config_model, *, strict: bool = True, seed: int = 0):
@@ -274,7 +268,8 @@ def load_compressai_state_dict(path_or_dict, config_model, *, strict: bool = Tru
             have = (3, 3, 3)
         if tuple(np.atleast_1d(have)) != tuple(np.atleast_1d(want[field])):
             raise CompressAIImportError(
-                f"config.model.{field}={config_model.get(field)} but the state dict has {want[field]}"
+                f"config.model.{field}={config_model.get(field)} "
+                f"but the state dict has {want[field]}"
             )
     for field in ("scale_min", "scale_max"):
         if not np.isclose(float(config_model[field]), float(want[field]), rtol=1e-5):
