@@ -51,7 +51,10 @@ class ELIC(nnx.Module):
         self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
         self.h_a = HyperAnalysis(n, m, rngs=rngs)
         self.h_s = HyperSynthesis(n, m, rngs=rngs)
-        self.prior = FactorizedPrior(n, rngs=rngs)
+        # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
+        # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
+        filters = tuple(int(f) for f in cfg.get("prior_filters", (3, 3, 3)))
+        self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
         self.context = context.SpaceChannelContext(m, self.groups, rngs=rngs)
         self.noise = nnx.Rngs(noise=rngs.params())
 

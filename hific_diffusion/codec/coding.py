@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import hashlib
 
 import jax
@@ -125,8 +124,7 @@ def _hyper(net, z_hat):
     return net.hyper(z_hat)
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
-def _stage_params(net, hyper, y_fixed, k, stage):
+def stage_params(net, hyper, y_fixed, k, stage):
     """Integer (mu, scale index) of group k at every position, for one coding stage."""
     groups = net.context.groups
     start, end = sum(groups[:k]), sum(groups[: k + 1])
@@ -138,7 +136,42 @@ def _stage_params(net, hyper, y_fixed, k, stage):
     return mu, net.scale_index(sigma)
 
 
-def _run_stages(cm: CodingModel, hyper, y_shape, code_stage):
+_stage_params = jax.jit(stage_params, static_argnums=(3,))
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentCoder:
+    """What the coding order needs, as plain callables (no model classes).
+
+    ``hyper(z_hat int32) -> hyper features`` and
+    ``stage_params(hyper, y_fixed, k, stage) -> (mu fixed point, scale index)``;
+    the Python path binds them to the jitted integer network, the StableHLO
+    path (:mod:`hific_diffusion.stablehlo`) to exported functions.
+    """
+
+    hyper: object
+    stage_params: object
+    z_tables: DiscreteTables
+    y_tables: DiscreteTables
+    groups: tuple
+    frac_bits: int
+
+
+def latent_coder(cm: CodingModel) -> LatentCoder:
+    net = cm.net
+    return LatentCoder(
+        hyper=lambda z_hat: _hyper(net, jnp.asarray(z_hat)),
+        stage_params=lambda hyper, y_fixed, k, stage: _stage_params(
+            net, hyper, jnp.asarray(y_fixed), k, jnp.int32(stage)
+        ),
+        z_tables=cm.z_tables,
+        y_tables=cm.y_tables,
+        groups=cm.groups,
+        frac_bits=net.frac_bits,
+    )
+
+
+def _run_stages(coder: LatentCoder, hyper, y_shape, code_stage):
     """The coding-order loop shared by encoder and decoder.
 
     ``code_stage(k, sel, mu, idx) -> q`` codes (or decodes) the symbols of
@@ -146,13 +179,13 @@ def _run_stages(cm: CodingModel, hyper, y_shape, code_stage):
     ``idx`` are int32 [P, c_k]. Returns (y_hat float32, y_fixed int32).
     """
     _, h, w, m = y_shape
-    f = cm.net.frac_bits
+    f = coder.frac_bits
     y_fixed = np.zeros((1, h, w, m), np.int32)
     y_hat = np.zeros((1, h, w, m), np.float32)
     start = 0
-    for k, c_k in enumerate(cm.groups):
+    for k, c_k in enumerate(coder.groups):
         for stage in (context.ANCHOR, context.NONANCHOR):
-            mu, idx = _stage_params(cm.net, hyper, jnp.asarray(y_fixed), k, jnp.int32(stage))
+            mu, idx = coder.stage_params(hyper, y_fixed, k, stage)
             sel = context.checkerboard(h, w, stage)[0, :, :, 0]
             mu_s = np.asarray(mu)[0][sel].astype(np.int64)
             idx_s = np.asarray(idx)[0][sel]
@@ -168,20 +201,20 @@ def _z_indices(shape):
     return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
 
 
-def encode_latents(model, x01_padded):
-    """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry."""
-    x = jnp.asarray(x01_padded, jnp.float32)
+def check_padded_input(x) -> None:
     if x.ndim != 4 or x.shape[0] != 1 or x.shape[-1] != 3 or x.shape[1] % 64 or x.shape[2] % 64:
         raise ValueError(f"expected float32[1, H, W, 3] with H, W multiples of 64, got {x.shape}")
-    cm = prepare(model)
-    y, z = _analyze(cm.graphdef, cm.state, x)
+
+
+def encode_analysis(coder: LatentCoder, y, z):
+    """(y, z) of g_a / h_a -> (sections, y_hat, z_hat)."""
     y = np.asarray(y, np.float64)
     z_hat = np.clip(np.round(np.asarray(z, np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
-    z_enc = Encoder(cm.z_tables)
+    z_enc = Encoder(coder.z_tables)
     z_enc.encode(z_hat, _z_indices(z_hat.shape))
-    y_enc = Encoder(cm.y_tables)
-    starts = np.cumsum((0,) + cm.groups)
-    f = cm.net.frac_bits
+    y_enc = Encoder(coder.y_tables)
+    starts = np.cumsum((0,) + tuple(coder.groups))
+    f = coder.frac_bits
 
     def encode_stage(k, sel, mu, idx):
         y_s = y[0][sel][:, starts[k] : starts[k + 1]]
@@ -190,27 +223,40 @@ def encode_latents(model, x01_padded):
         y_enc.encode(q, idx)
         return q
 
-    hyper = _hyper(cm.net, jnp.asarray(z_hat))
-    y_hat, _ = _run_stages(cm, hyper, y.shape, encode_stage)
+    hyper = coder.hyper(z_hat)
+    y_hat, _ = _run_stages(coder, hyper, y.shape, encode_stage)
     return [z_enc.finish(), y_enc.finish()], y_hat, z_hat
 
 
-def decode_latents(model, sections, padded_hw):
-    """Inverse of :func:`encode_latents`: (y_hat, z_hat) from the sections."""
+def decode_sections(coder: LatentCoder, sections, padded_hw, n: int, m: int):
+    """Inverse of :func:`encode_analysis`: (y_hat, z_hat) from the sections."""
     if len(sections) != 2:
         raise BitstreamError(f"expected 2 latent sections (z, y), got {len(sections)}")
     ph, pw = (int(v) for v in padded_hw)
     if ph <= 0 or pw <= 0 or ph % 64 or pw % 64:
         raise BitstreamError(f"padded size {ph}x{pw} is not a positive multiple of 64")
-    cm = prepare(model)
-    n = int(model.n)
-    z_shape = (1, ph // 64, pw // 64, n)
-    z_hat = Decoder(cm.z_tables, bytes(sections[0])).decode(_z_indices(z_shape))
-    y_dec = Decoder(cm.y_tables, bytes(sections[1]))
-    hyper = _hyper(cm.net, jnp.asarray(z_hat))
-    y_shape = (1, ph // 16, pw // 16, int(model.m))
-    y_hat, _ = _run_stages(cm, hyper, y_shape, lambda k, sel, mu, idx: y_dec.decode(idx))
+    z_shape = (1, ph // 64, pw // 64, int(n))
+    z_hat = Decoder(coder.z_tables, bytes(sections[0])).decode(_z_indices(z_shape))
+    y_dec = Decoder(coder.y_tables, bytes(sections[1]))
+    hyper = coder.hyper(z_hat)
+    y_shape = (1, ph // 16, pw // 16, int(m))
+    y_hat, _ = _run_stages(coder, hyper, y_shape, lambda k, sel, mu, idx: y_dec.decode(idx))
     return y_hat, z_hat
+
+
+def encode_latents(model, x01_padded):
+    """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry."""
+    x = jnp.asarray(x01_padded, jnp.float32)
+    check_padded_input(x)
+    cm = prepare(model)
+    y, z = _analyze(cm.graphdef, cm.state, x)
+    return encode_analysis(latent_coder(cm), y, z)
+
+
+def decode_latents(model, sections, padded_hw):
+    """Inverse of :func:`encode_latents`: (y_hat, z_hat) from the sections."""
+    cm = prepare(model)
+    return decode_sections(latent_coder(cm), sections, padded_hw, model.n, model.m)
 
 
 def compress_latents(model, x01_padded) -> list[bytes]:

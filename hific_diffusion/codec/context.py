@@ -17,6 +17,7 @@ duck-typed over the network object: training passes the float
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -30,6 +31,14 @@ def checkerboard(h: int, w: int, which: int) -> np.ndarray:
     """Bool [1, h, w, 1]: anchors are (i + j) even, non-anchors (i + j) odd."""
     ij = np.add.outer(np.arange(h), np.arange(w))
     return ((ij % 2) == which)[None, :, :, None]
+
+
+def checkerboard_traced(h, w, which: int) -> jax.Array:
+    """:func:`checkerboard` built from iotas, so h and w may be symbolic
+    (``jax.export`` shape polymorphism; see :mod:`hific_diffusion.stablehlo`)."""
+    i = jax.lax.broadcasted_iota(jnp.int32, (1, h, w, 1), 1)
+    j = jax.lax.broadcasted_iota(jnp.int32, (1, h, w, 1), 2)
+    return (i + j) % 2 == which
 
 
 class MaskedConv(Conv):
@@ -102,7 +111,7 @@ def group_params(net, k: int, hyper, y_prev, y_anchor):
     valid once ``y_anchor`` holds the decoded anchors.
     """
     h, w = hyper.shape[1:3]
-    nonanchor = jnp.asarray(checkerboard(h, w, NONANCHOR))
+    nonanchor = checkerboard_traced(h, w, NONANCHOR)
     spatial = chain(net.spatial[k], jnp.where(nonanchor, 0, y_anchor))
     parts = [hyper, jnp.where(nonanchor, spatial, 0)]
     if k > 0:

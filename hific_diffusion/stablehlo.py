@@ -1,0 +1,269 @@
+"""StableHLO export of the coding-time functions (``jax.export``), and a codec that runs them.
+
+``export_codec(codec, out_dir)`` serializes, with the autoencoder's weights
+and integer network baked in as constants:
+
+* ``analysis``: x float32[1, 64a, 64b, 3] -> (y [1, 4a, 4b, M], z [1, a, b, N])
+  (g_a then h_a, HFD Sec. 3 / ELIC Fig. 4);
+* ``hyper``: z_hat int32[1, a, b, N] -> fixed-point h_s features int32[1, 4a, 4b, 2M];
+* ``stage_<k>`` per channel group k: (hyper, y_fixed int32[1, 4a, 4b, M],
+  stage int32[]) -> (mu fixed point, scale index), each int32[1, 4a, 4b, c_k]
+  (ELIC Sec. 3.2-3.3 space-channel context, integer path of ``codec.intnet``);
+* ``synthesis``: y_hat float32[1, 4a, 4b, M] -> x_mse in [0, 1], [1, 64a, 64b, 3].
+
+Shapes are symbolic in ``a`` and ``b`` (the padded size in units of 64), so
+one artifact serves every image size. The checkerboard mask the context
+network needs is built from iotas inside the traced function
+(``context.checkerboard_traced``) rather than passed in, so it follows the
+symbolic size. The entropy coding itself (range coder, tables, the stage
+order) is not a StableHLO computation: :class:`StableHLOCodec` drives the
+exported functions with the same stage loop as the Python codec
+(``coding.encode_analysis`` / ``coding.decode_sections``) and the tables
+written beside them, so its bitstreams are byte-identical to ``Codec``'s.
+
+``out_dir/manifest.json`` records the sha256 of every file, the model
+sizes and the codec fingerprint; :meth:`StableHLOCodec.load` refuses a
+directory whose files are missing or altered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hific_diffusion import images
+from hific_diffusion.codec import bitstream, coding
+from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.codec.tables import DiscreteTables
+
+FORMAT = "hific_diffusion-stablehlo"
+VERSION = 1
+PAD_MULTIPLE = 64
+DEFAULT_PLATFORMS = ("cpu",)
+
+
+class StableHLOError(ValueError):
+    """A StableHLO export directory that is missing, altered or inconsistent."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _exported_functions(cm: coding.CodingModel, n: int, m: int):
+    """{name: (jitted fn with weights closed over, argument specs)}."""
+    from flax import nnx
+
+    a, b = jax.export.symbolic_shape("a, b")
+    graphdef, state, net = cm.graphdef, cm.state, cm.net
+
+    def analysis(x01):
+        model = nnx.merge(graphdef, state)
+        y = model.analysis(x01)
+        return y, model.h_a(y)
+
+    def synthesis(y_hat):
+        return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
+
+    spec = jax.ShapeDtypeStruct
+    hyper_spec = spec((1, 4 * a, 4 * b, 2 * m), jnp.int32)
+    y_fixed_spec = spec((1, 4 * a, 4 * b, m), jnp.int32)
+    fns = {
+        "analysis": (analysis, [spec((1, 64 * a, 64 * b, 3), jnp.float32)]),
+        "hyper": (net.hyper, [spec((1, a, b, n), jnp.int32)]),
+        "synthesis": (synthesis, [spec((1, 4 * a, 4 * b, m), jnp.float32)]),
+    }
+    for k in range(len(cm.groups)):
+
+        def stage(hyper, y_fixed, stage_id, k=k):
+            return coding.stage_params(net, hyper, y_fixed, k, stage_id)
+
+        fns[f"stage_{k}"] = (stage, [hyper_spec, y_fixed_spec, spec((), jnp.int32)])
+    return fns
+
+
+def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
+    """Writes the exported functions, both tables and ``manifest.json`` into ``out_dir``.
+
+    ``codec`` is a :class:`hific_diffusion.pipeline.Codec`; only its
+    autoencoder is exported (the generative decoders are not coding-time
+    functions).
+    """
+    model = codec.autoencoder
+    cm = coding.prepare(model)
+    n, m = int(model.n), int(model.m)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "z_tables.bin": cm.z_tables.to_bytes(),
+        "y_tables.bin": cm.y_tables.to_bytes(),
+    }
+    functions = {}
+    for name, (fn, specs) in _exported_functions(cm, n, m).items():
+        exp = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
+        rel = f"{name}.stablehlo"
+        files[rel] = bytes(exp.serialize())
+        functions[name] = rel
+    for rel, data in files.items():
+        (out / rel).write_bytes(data)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": bytes(codec.fingerprint).hex(),
+        "n": n,
+        "m": m,
+        "groups": list(cm.groups),
+        "frac_bits": int(cm.net.frac_bits),
+        "platforms": list(platforms),
+        "functions": functions,
+        "files": {rel: _sha256(data) for rel, data in sorted(files.items())},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def _read_manifest(path: Path) -> dict:
+    mpath = path / "manifest.json"
+    if not mpath.is_file():
+        raise StableHLOError(f"no StableHLO export at {path} ({mpath.name} is missing)")
+    try:
+        manifest = json.loads(mpath.read_text())
+        ok = manifest.get("format") == FORMAT
+        files = dict(manifest["files"])
+        functions = dict(manifest["functions"])
+        groups = tuple(int(g) for g in manifest["groups"])
+        n, m, f = int(manifest["n"]), int(manifest["m"]), int(manifest["frac_bits"])
+        fingerprint = bytes.fromhex(manifest["fingerprint"])
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        raise StableHLOError(f"corrupt StableHLO manifest: {mpath}") from None
+    if not ok:
+        raise StableHLOError(f"{mpath} is not a StableHLO export manifest")
+    if manifest.get("version") != VERSION:
+        raise StableHLOError(f"unsupported StableHLO export version {manifest.get('version')}")
+    needed = {"analysis", "hyper", "synthesis"} | {f"stage_{k}" for k in range(len(groups))}
+    if set(functions) != needed or sum(groups) != m:
+        raise StableHLOError(f"inconsistent StableHLO manifest: {mpath}")
+    return dict(
+        files=files, functions=functions, groups=groups, n=n, m=m, f=f, fingerprint=fingerprint
+    )
+
+
+def _verified_bytes(path: Path, files: dict) -> dict[str, bytes]:
+    out = {}
+    for rel, digest in sorted(files.items()):
+        f = path / rel
+        if ".." in Path(rel).parts or not f.is_file():
+            raise StableHLOError(f"StableHLO export file missing: {f}")
+        data = f.read_bytes()
+        if _sha256(data) != digest:
+            raise StableHLOError(f"StableHLO export file altered (sha256 mismatch): {f}")
+        out[rel] = data
+    return out
+
+
+class StableHLOCodec:
+    """``compress`` / ``decompress`` (MSE decoder) from exported functions only.
+
+    Uses no model class: the weights live inside the StableHLO modules. The
+    bitstreams are the ``.hfd`` container of :mod:`hific_diffusion.codec.bitstream`
+    and byte-identical to :class:`hific_diffusion.pipeline.Codec`'s.
+    """
+
+    def __init__(self, fns, z_tables, y_tables, groups, n, m, frac_bits, fingerprint):
+        self._fns = fns
+        self.n, self.m = n, m
+        self.fingerprint = fingerprint
+        self._short_fp = bitstream.short_fingerprint(fingerprint)
+        stages = [fns[f"stage_{k}"] for k in range(len(groups))]
+        self._coder = coding.LatentCoder(
+            hyper=lambda z_hat: fns["hyper"].call(jnp.asarray(z_hat, jnp.int32)),
+            stage_params=lambda hyper, y_fixed, k, stage: stages[k].call(
+                hyper, jnp.asarray(y_fixed, jnp.int32), jnp.int32(stage)
+            ),
+            z_tables=z_tables,
+            y_tables=y_tables,
+            groups=tuple(groups),
+            frac_bits=frac_bits,
+        )
+
+    @classmethod
+    def load(cls, path) -> StableHLOCodec:
+        """From a bundle directory (its ``stablehlo/``) or an export directory itself."""
+        path = Path(os.fspath(path))
+        if (path / "stablehlo").is_dir():
+            bundle_manifest, path = path / "manifest.json", path / "stablehlo"
+        else:
+            bundle_manifest = None
+        if not path.is_dir():
+            raise StableHLOError(f"no StableHLO export at {path} (not a directory)")
+        info = _read_manifest(path)
+        data = _verified_bytes(path, info["files"])
+        if bundle_manifest is not None and bundle_manifest.is_file():
+            try:
+                bundle_fp = json.loads(bundle_manifest.read_text()).get("fingerprint")
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                raise StableHLOError(f"corrupt bundle manifest: {bundle_manifest}") from None
+            if bundle_fp is not None and bundle_fp != info["fingerprint"].hex():
+                raise StableHLOError(
+                    f"{path} was exported from another model than the bundle holds"
+                )
+        try:
+            z_tables = DiscreteTables.from_bytes(data["z_tables.bin"])
+            y_tables = DiscreteTables.from_bytes(data["y_tables.bin"])
+            fns = {
+                name: jax.export.deserialize(bytearray(data[rel]))
+                for name, rel in info["functions"].items()
+            }
+        except KeyError as e:
+            raise StableHLOError(f"StableHLO manifest does not list {e}") from None
+        except (ValueError, TypeError) as e:
+            raise StableHLOError(f"cannot read the StableHLO export in {path}: {e}") from None
+        platform = jax.default_backend()
+        platform = "cuda" if platform == "gpu" else platform
+        for name, fn in fns.items():
+            if platform not in fn.platforms:
+                raise StableHLOError(
+                    f"{name} was exported for {', '.join(fn.platforms)}, not {platform}"
+                )
+        return cls(
+            fns, z_tables, y_tables, info["groups"], info["n"], info["m"], info["f"],
+            info["fingerprint"],
+        )  # fmt: skip
+
+    def compress(self, image) -> bytes:
+        """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes (MSE decoder hint)."""
+        x = images.as_uint8_rgb(image)
+        h, w = x.shape[:2]
+        x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32)[None] / 255.0
+        y, z = self._fns["analysis"].call(jnp.asarray(x01))
+        sections, _, _ = coding.encode_analysis(self._coder, y, z)
+        header = Header(height=h, width=w, fingerprint=self._short_fp, decoder="mse")
+        return bitstream.pack(header, list(sections))
+
+    def decompress(self, data: bytes, decoder: str | None = None) -> np.ndarray:
+        """``.hfd`` bytes -> uint8 HxWx3 through the MSE decoder (g_s)."""
+        if decoder not in (None, "mse"):
+            raise StableHLOError(f"the StableHLO export only has the mse decoder, not {decoder!r}")
+        header, sections = bitstream.unpack(data)
+        if header.fingerprint != self._short_fp:
+            raise BitstreamError(
+                f"bitstream was made by a different model (fingerprint "
+                f"{header.fingerprint.hex()}, this model {self._short_fp.hex()})"
+            )
+        ph = header.height + (-header.height) % PAD_MULTIPLE
+        pw = header.width + (-header.width) % PAD_MULTIPLE
+        try:
+            y_hat, _ = coding.decode_sections(self._coder, sections, (ph, pw), self.n, self.m)
+        except BitstreamError:
+            raise
+        except (ValueError, IndexError, OverflowError) as e:
+            raise BitstreamError(f"cannot decode the latent sections ({e})") from None
+        x = np.asarray(self._fns["synthesis"].call(jnp.asarray(y_hat)), np.float32)
+        x = images.crop(x, header.height, header.width)
+        return np.round(np.clip(x[0], 0.0, 1.0) * 255.0).astype(np.uint8)
