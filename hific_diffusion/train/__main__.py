@@ -26,7 +26,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+    from absl import logging
+
     from hific_diffusion.train import trainer
+
+    # orbax logs every checkpoint step at INFO; the trainer prints its own progress.
+    logging.set_verbosity(logging.WARNING)
 
     dist = dict(
         coordinator=_COORDINATOR.value,

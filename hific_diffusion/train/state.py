@@ -35,9 +35,14 @@ class Setup:
     shardings: dict
 
 
-def build_model_parts(task, config, seed: int):
-    """``(graphdef, params pure dict, rest)`` of a freshly initialised model."""
-    model = task.build(config, nnx.Rngs(seed))
+def build_model_parts(task, config, key):
+    """``(graphdef, params pure dict, rest)`` of a freshly initialised model.
+
+    ``key`` is passed into the jitted initialisers as an argument: with a
+    constant seed XLA would constant-fold the whole random initialisation at
+    compile time (minutes and >10 GB for ELIC on a CPU host).
+    """
+    model = task.build(config, nnx.Rngs(key))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     return graphdef, params.to_pure_dict(), rest
 
@@ -59,12 +64,13 @@ def setup(task, config, mesh) -> Setup:
     tx = optim.make_optimizer(config.train)
     holder = {}
 
-    def init_params():
-        graphdef, params, rest = build_model_parts(task, config, config.seed)
+    def init_params(key):
+        graphdef, params, rest = build_model_parts(task, config, key)
         holder["graphdef"] = graphdef
         return params, rest
 
-    params_shape, rest_shape = jax.eval_shape(init_params)
+    key = jax.random.key(config.seed)
+    params_shape, rest_shape = jax.eval_shape(init_params, key)
 
     state_shape = jax.eval_shape(lambda p: initial_state(p, tx), params_shape)
     shardings = shd.tree_shardings(state_shape, mesh, config.train.sharding)
@@ -72,15 +78,15 @@ def setup(task, config, mesh) -> Setup:
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state_shape, shardings
     )
     rest_sharding = jax.tree.map(lambda _: shd.replicated(mesh), rest_shape)
-    _, rest = jax.jit(init_params, out_shardings=(None, rest_sharding))()
+    _, rest = jax.jit(init_params, out_shardings=(None, rest_sharding))(key)
     return Setup(holder["graphdef"], rest, tx, abstract, shardings)
 
 
 def init(s: Setup, task, config) -> dict:
     """Materialise the initial state directly in its shardings (no host copy)."""
 
-    def make():
-        _, params, _ = build_model_parts(task, config, config.seed)
+    def make(key):
+        _, params, _ = build_model_parts(task, config, key)
         return initial_state(params, s.tx)
 
-    return jax.jit(make, out_shardings=s.shardings)()
+    return jax.jit(make, out_shardings=s.shardings)(jax.random.key(config.seed))
