@@ -46,3 +46,10 @@ def random_unet(cfg, seed=0):
 @pytest.fixture(scope="session")
 def tiny_unet(tiny_cfg):
     return random_unet(tiny_cfg.unet)
+
+
+@pytest.fixture(scope="session")
+def make_random_unet():
+    """:func:`random_unet` as a fixture (a test module cannot import ``conftest``
+    reliably: several test directories have one)."""
+    return random_unet

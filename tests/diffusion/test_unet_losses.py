@@ -84,10 +84,9 @@ def test_unknown_weighting_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kind", ["diffusion", pytest.param("flow", marks=pytest.mark.slow)])
-def test_stage2_loss_decreases_under_adam_on_a_fixed_batch(kind, tiny_cfg):
+def test_stage2_loss_decreases_under_adam_on_a_fixed_batch(kind, tiny_cfg, make_random_unet):
     """With dropout on (its key from the loss's rng)."""
-    from conftest import random_unet
-
+    random_unet = make_random_unet
     cfg = tiny_cfg.unet.copy_and_resolve_references()
     cfg.dropout = 0.1
     graphdef, state = random_unet(cfg)
@@ -113,8 +112,8 @@ def test_stage2_loss_decreases_under_adam_on_a_fixed_batch(kind, tiny_cfg):
     assert np.isfinite(loss) and loss < first
 
 
-def test_dropout_is_active_in_training_only_and_driven_by_the_key():
-    from conftest import random_unet
+def test_dropout_is_active_in_training_only_and_driven_by_the_key(make_random_unet):
+    random_unet = make_random_unet
 
     cfg = configs.load("tiny").diffusion.unet
     cfg.dropout = 0.5
