@@ -1,8 +1,4 @@
-"""Sharded training steps equal the single-device step; the non-finite guard.
-
-Marked slow: compiling ELIC's training step (gradient through the channel
-and checkerboard context) takes minutes and >10 GB on a CPU host.
-"""
+"""Sharded training steps equal the single-device step; the non-finite guard."""
 
 import jax
 import numpy as np
@@ -38,7 +34,6 @@ def _one_step(config, mesh, batch):
     "rule,shape",
     [("replicate", (8, 1)), ("fsdp", (2, 4))],
 )
-@pytest.mark.slow
 def test_eight_device_step_matches_single_device(rule, shape):
     cpus = jax.devices("cpu")
     config = _config(**{"train.sharding": rule})
@@ -59,7 +54,6 @@ def test_fsdp_rule_splits_large_parameters():
     assert mesh.shape == {"data": 2, "fsdp": 4}
 
 
-@pytest.mark.slow
 def test_nonfinite_step_is_skipped_and_counted():
     config = _config()
     mesh = shd.make_mesh((1, 1), devices=jax.devices("cpu")[:1])

@@ -1,7 +1,6 @@
 """The trainer loop in-process: resume, logs and samples, non-finite stop, optimizer.
 
-Tests that train ELIC are marked slow (its training step takes minutes to
-compile on a CPU host).
+Stage-2 end-to-end training is marked slow (two models to compile).
 """
 
 import json
@@ -34,7 +33,6 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in map(json.loads, lines)}
 
 
-@pytest.mark.slow
 def test_rerun_resumes_and_matches_uninterrupted_losses(tmp_path, capsys):
     _run(tmp_path / "ref", **{"train.steps": 5})
     _run(tmp_path / "run", **{"train.steps": 3})
@@ -45,7 +43,6 @@ def test_rerun_resumes_and_matches_uninterrupted_losses(tmp_path, capsys):
     np.testing.assert_allclose([got[4], got[5]], [want[4], want[5]], rtol=1e-6)
 
 
-@pytest.mark.slow
 def test_run_writes_jsonl_tensorboard_samples_and_profile(tmp_path, capsys):
     trainer.run(
         _config(**{"train.steps": 4, "train.num_samples": 2, "train.ckpt_every": 2}),
@@ -63,7 +60,6 @@ def test_run_writes_jsonl_tensorboard_samples_and_profile(tmp_path, capsys):
     assert any(f.is_file() for f in (tmp_path / "profile").rglob("*"))
 
 
-@pytest.mark.slow
 def test_nonfinite_steps_are_reported_then_stop_training(tmp_path, capsys):
     # A NaN learning rate makes every update non-finite: each is skipped and
     # reported, and the run stops after max_nonfinite in a row.
