@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
 from hific_diffusion import checkpoint
 
