@@ -10,6 +10,7 @@ def get_config(arg: str = "autoencoder"):
     config.model.N = 16
     config.model.M = 24
     config.model.groups = (4, 4, 8, 8)
+    config.model.channel_context = (16, 16)
     # One residual block per stage (ELIC has 3): halves the CPU compile time.
     config.model.res_blocks = 1
     config.diffusion.unet.base_channels = 16

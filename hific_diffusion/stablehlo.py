@@ -3,9 +3,9 @@
 ``export_codec(codec, out_dir)`` serializes, with the autoencoder's weights
 and integer network baked in as constants:
 
-* ``analysis``: x float32[1, 64a, 64b, 3] -> (y [1, 4a, 4b, M], z [1, a, b, N])
+* ``analysis``: x float32[1, 64a, 64b, 3] -> (y [1, 4a, 4b, M], z - median [1, a, b, N])
   (g_a then h_a, HFD Sec. 3 / ELIC Fig. 4);
-* ``hyper``: z_hat int32[1, a, b, N] -> fixed-point h_s features int32[1, 4a, 4b, 2M];
+* ``hyper``: z symbols int32[1, a, b, N] -> fixed-point h_s features int32[1, 4a, 4b, 2N];
 * ``stage_<k>`` per channel group k: (hyper, y_fixed int32[1, 4a, 4b, M],
   stage int32[]) -> (mu fixed point, scale index), each int32[1, 4a, 4b, c_k]
   (ELIC Sec. 3.2-3.3 space-channel context, integer path of ``codec.intnet``);
@@ -65,14 +65,13 @@ def _exported_functions(cm: coding.CodingModel, n: int, m: int):
 
     def analysis(x01):
         model = nnx.merge(graphdef, state)
-        y = model.analysis(x01)
-        return y, model.h_a(y)
+        return model.analyze_for_coding(x01)
 
     def synthesis(y_hat):
         return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
 
     spec = jax.ShapeDtypeStruct
-    hyper_spec = spec((1, 4 * a, 4 * b, 2 * m), jnp.int32)
+    hyper_spec = spec((1, 4 * a, 4 * b, 2 * n), jnp.int32)
     y_fixed_spec = spec((1, 4 * a, 4 * b, m), jnp.int32)
     fns = {
         "analysis": (analysis, [spec((1, 64 * a, 64 * b, 3), jnp.float32)]),

@@ -50,17 +50,24 @@ class ELIC(nnx.Module):
         self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
         self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
         self.h_a = HyperAnalysis(n, m, rngs=rngs)
-        self.h_s = HyperSynthesis(n, m, rngs=rngs)
+        self.h_s = HyperSynthesis(n, rngs=rngs)
         # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
         # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
         filters = tuple(int(f) for f in cfg.get("prior_filters", (3, 3, 3)))
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
-        self.context = context.SpaceChannelContext(m, self.groups, rngs=rngs)
+        widths = tuple(int(w) for w in cfg.get("channel_context", (224, 128)))
+        self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         self.noise = nnx.Rngs(noise=rngs.params())
 
     def analysis(self, x01):
         """g_a in the compute dtype; y in float32."""
         return self.g_a(x01.astype(self.compute_dtype)).astype(jnp.float32)
+
+    def analyze_for_coding(self, x01):
+        """(y, z - median): the coder's symbols are ``round`` of these
+        (``codec/coding.py``; the integer h_s adds the median back)."""
+        y = self.analysis(x01)
+        return y, self.h_a(y) - self.prior.offset()
 
     def synthesis(self, y_hat):
         return self.g_s(y_hat.astype(self.compute_dtype)).astype(jnp.float32)
@@ -80,8 +87,8 @@ class ELIC(nnx.Module):
             rz, ry = jax.random.split(rng)
             z_lik = self.prior.likelihood(quantize.add_uniform_noise(z, rz))
         else:
-            z_lik = self.prior.likelihood(jnp.round(z))
-        hyper = self.h_s(quantize.round_ste(z))
+            z_lik = self.prior.likelihood(self.prior.quantize(z))
+        hyper = self.h_s(self.prior.quantize(z, ste=True))
         mu, sigma, y_hat = context.training_params(self.context, hyper, y, quantize.quantize_around)
         y_rate = quantize.add_uniform_noise(y, ry) if training else y_hat
         y_lik = entropy_model.gaussian_likelihood(y_rate, mu, sigma, self.scale_min)

@@ -103,9 +103,7 @@ def model_fingerprint(model) -> bytes:
 # ------------------------------------------------------------ jitted pieces
 @jax.jit
 def _analyze(graphdef, state, x01):
-    m = nnx.merge(graphdef, state)
-    y = m.analysis(x01)
-    return y, m.h_a(y)
+    return nnx.merge(graphdef, state).analyze_for_coding(x01)
 
 
 @jax.jit
@@ -207,7 +205,7 @@ def check_padded_input(x) -> None:
 
 
 def encode_analysis(coder: LatentCoder, y, z):
-    """(y, z) of g_a / h_a -> (sections, y_hat, z_hat)."""
+    """(y, z - median) of g_a / h_a -> (sections, y_hat, z symbols)."""
     y = np.asarray(y, np.float64)
     z_hat = np.clip(np.round(np.asarray(z, np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
     z_enc = Encoder(coder.z_tables)

@@ -19,22 +19,21 @@ its ``nn.Sequential`` index ``i``; residual bottleneck ``conv1..3`` ->
   (3, 3, 3), so :func:`config_for` sets ``prior_filters`` from the state dict.
 * Checkerboard spatial context (``context_prediction``): the masked 5x5
   kernel (weight * mask; both use the (di + dj) odd mask).
+* Channel context g_ch^(k) (``channel_context.y{k}``, three 5x5 convs with
+  224 and 128 hidden channels) and parameter aggregation
+  (``entropy_parameters``, a linear channel ramp) have the same layout in our
+  ``SpaceChannelContext``, including the input order [spatial, channel,
+  hyper] and the output order (scales, means); :func:`config_for` reads the
+  channel-context widths.
+* The EntropyBottleneck's learned medians (``quantiles[:, 0, 1]``) become our
+  prior's ``median``: z is quantized as ``round(z - median) + median`` in
+  both.
 * The Gaussian conditional's ``scale_table`` must equal our log-spaced table
   (``num_scales``, ``scale_min``, ``scale_max``); :func:`config_for` reads it.
 
-Where the architectures differ, exact import is impossible (listed in
-``ImportReport.unmapped`` with the reason):
-
-* Channel context g_ch^(k): CompressAI uses three 5x5 convs (224, 128, 2c_k
-  channels); ours two (``SpaceChannelContext``: max(2c, min(prev, 4c)), 2c).
-* Parameter aggregation: CompressAI's ``sequential_channel_ramp`` widths
-  (linear ramp, at least 2N) differ from ours (cin/2, cin/4); its last layer
-  also orders its outputs (scales, means) where ours is (mu, sigma).
-* h_s output: CompressAI's has 2N channels, ours 2M (the parameter
-  aggregation input); these coincide only when N == M.
-* CompressAI's EntropyBottleneck quantizes z around learned medians at
-  inference (``round(z - median) + median``); ours rounds z to integers
-  (the medians are not imported; the cumulative itself is).
+At coding time our h_s and context networks run in fixed point
+(``codec/intnet.py``), so coded bits differ slightly from CompressAI's float
+path; the float forward pass matches it (tests/codec/test_compressai_import.py).
 
 ``strict=True`` (default) refuses a partial import; ``strict=False`` returns a
 model whose unmapped parts keep their initialisation (to fine-tune).
@@ -126,6 +125,9 @@ def config_for(state_dict, model_config):
         k += 1
     cfg.groups = tuple(groups)
     cfg.res_blocks = RES_BLOCKS
+    if len(groups) > 1:
+        cc = _find_prefix(sd, "channel_context.y1.0.weight") + "channel_context.y1."
+        cfg.channel_context = tuple(int(sd[f"{cc}{i}.weight"].shape[0]) for i in (0, 2))
     eb = _find_prefix(sd, "entropy_bottleneck.matrices.0") + "entropy_bottleneck."
     filters, i = [], 0
     while f"{eb}matrices.{i + 1}" in sd:
@@ -178,6 +180,15 @@ def _layer_pairs(model, n: int, m: int, groups, sd):
         (f"context/spatial/{k}/0", f"{y}y{k}.context_prediction", "masked")
         for k in range(len(groups))
     ]
+    for k in range(len(groups)):
+        pairs += [
+            (f"context/aggregate/{k}/{j}", f"{y}y{k}.entropy_parameters.{2 * j}", "conv")
+            for j in range(3)
+        ]
+    if len(groups) > 1:
+        cc = _find_prefix(sd, "channel_context.y1.0.weight") + "channel_context."
+        for k in range(1, len(groups)):
+            pairs += [(f"context/channel/{k}/{j}", f"{cc}y{k}.{2 * j}", "conv") for j in range(3)]
     return pairs
 
 
@@ -205,7 +216,7 @@ def convert(state_dict, model, strict: bool = True):
     for ours, theirs, kind in _layer_pairs(model, n, m, groups, sd):
         w, b = sd.get(f"{theirs}.weight"), sd.get(f"{theirs}.bias")
         if w is None or b is None:
-            raise CompressAIImportError(f"state dict lacks {theirs}.weight/.bias")
+            continue  # left unmapped (strict refuses below)
         if kind == "masked":
             mask = sd.get(f"{theirs}.mask", 1.0)
             used.add(f"{theirs}.mask")
@@ -213,8 +224,6 @@ def convert(state_dict, model, strict: bool = True):
         # A stride-1 transposed conv (h_s's last) is our plain conv with the same
         # flipped kernel: padding k//2 on both sides either way.
         kernel = _deconv(w) if kind == "deconv" else _conv(w)
-        if ours.startswith("h_s/convs/2") and kernel.shape != targets[f"{ours}/kernel"].shape:
-            continue  # 2N vs 2M hyper channels: reported below
         put(f"{ours}/kernel", f"{theirs}.weight", kernel)
         put(f"{ours}/bias", f"{theirs}.bias", b)
     eb = _find_prefix(sd, "entropy_bottleneck.matrices.0") + "entropy_bottleneck."
@@ -223,15 +232,9 @@ def convert(state_dict, model, strict: bool = True):
         put(f"prior/biases/{i}", f"{eb}biases.{i}", sd[f"{eb}biases.{i}"][..., 0])
         if i < len(model.prior.factors):
             put(f"prior/factors/{i}", f"{eb}factors.{i}", sd[f"{eb}factors.{i}"][..., 0])
-    reasons = {
-        "context/channel/": "channel context: CompressAI uses 3 convs (224, 128, 2c), ours 2",
-        "context/aggregate/": "parameter aggregation: CompressAI's channel-ramp widths differ",
-        "h_s/convs/2/": f"h_s output: CompressAI has 2N={2 * n} channels, ours 2M={2 * m}",
-    }
-    unmapped = {}
-    for key in sorted(set(targets) - set(flat)):
-        why = next((r for p, r in reasons.items() if key.startswith(p)), "no counterpart")
-        unmapped[key] = why
+    if f"{eb}quantiles" in sd:
+        put("prior/median", f"{eb}quantiles", sd[f"{eb}quantiles"][:, 0, 1])
+    unmapped = {key: "no counterpart in the state dict" for key in sorted(set(targets) - set(flat))}
     unused = sorted(
         k
         for k, v in sd.items()
@@ -239,11 +242,10 @@ def convert(state_dict, model, strict: bool = True):
     )
     report = ImportReport(mapped, unmapped, unused)
     if strict and unmapped:
-        parts = sorted(set(unmapped.values()))
+        keys = sorted(unmapped)
         raise CompressAIImportError(
-            "exact import impossible: "
-            + "; ".join(parts)
-            + " (pass strict=False to import the rest)"
+            f"exact import impossible: {len(keys)} parameters have no counterpart in the "
+            f"state dict (e.g. {', '.join(keys[:3])}); pass strict=False to import the rest"
         )
     return flat, report
 
@@ -262,10 +264,11 @@ def load_compressai_state_dict(path_or_dict, config_model, *, strict: bool = Tru
 
     sd = read_state_dict(path_or_dict)
     want = config_for(sd, config_model)
-    for field in ("N", "M", "groups", "res_blocks", "num_scales", "prior_filters"):
-        have = config_model.get(field, want[field] if field == "prior_filters" else None)
-        if field == "prior_filters" and "prior_filters" not in config_model:
-            have = (3, 3, 3)
+    defaults = dict(prior_filters=(3, 3, 3), channel_context=(224, 128))
+    for field in ("N", "M", "groups", "res_blocks", "num_scales", *defaults):
+        if field not in want:
+            continue
+        have = config_model.get(field, defaults.get(field))
         if tuple(np.atleast_1d(have)) != tuple(np.atleast_1d(want[field])):
             raise CompressAIImportError(
                 f"config.model.{field}={config_model.get(field)} "

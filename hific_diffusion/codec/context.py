@@ -4,9 +4,10 @@ y is split into uneven channel groups (``config.model.groups``, e.g. 16, 16,
 32, 64, M-128). Group k is coded after groups 0..k-1 (channel context), and
 inside the group the checkerboard split of He et al. 2021 applies: anchors
 (``(i + j)`` even) are coded first with no spatial context, non-anchors then
-see the anchors through a masked 5x5 convolution. Hyper features, channel
-context and spatial context meet in a stack of 1x1 convolutions (parameter
-aggregation) that outputs (mu, sigma) for the group.
+see the anchors through a masked 5x5 convolution. Spatial context, channel
+context and hyper features meet in a stack of 1x1 convolutions (parameter
+aggregation) that outputs (sigma, mu) for the group. The widths and orders
+are those of CompressAI's ``Elic2022Official``.
 
 :func:`group_params` is the ONE definition of this computation. It is
 duck-typed over the network object: training passes the float
@@ -65,35 +66,50 @@ def chain(convs, x):
     return x
 
 
-class SpaceChannelContext(nnx.Module):
-    """Float context networks; sizes scale with the group widths and M."""
+def aggregation_widths(cin: int, cout: int, floor: int) -> tuple[int, ...]:
+    """Widths of the 3-layer parameter aggregation: a linear ramp from ``cin``
+    to ``cout`` (rounded down), hidden widths at least ``floor`` (= 2N).
 
-    def __init__(self, m: int, groups, *, rngs: nnx.Rngs):
+    The layout of CompressAI's ``Elic2022Official`` (``sequential_channel_ramp``),
+    so its trained weights import exactly (codec/compressai_import.py).
+    """
+    ramp = [(cin * (3 - i) + cout * i) // 3 for i in range(4)]
+    return (cin, max(ramp[1], floor), max(ramp[2], floor), cout)
+
+
+class SpaceChannelContext(nnx.Module):
+    """Float context networks of ELIC (Fig. 5), laid out like CompressAI's
+    ``Elic2022Official``:
+
+    * spatial g_sp^(k): masked 5x5 conv, c_k -> 2 c_k;
+    * channel g_ch^(k), k > 0: three 5x5 convs, sum(c_<k) -> ``channel_widths``
+      -> 2 c_k (ELIC and CompressAI: 224, 128);
+    * aggregation: three 1x1 convs over [spatial, channel, hyper (2N)], widths
+      from :func:`aggregation_widths`, output (scale, mean) for 2 c_k channels.
+    """
+
+    def __init__(self, n: int, m: int, groups, channel_widths=(224, 128), *, rngs: nnx.Rngs):
         groups = tuple(int(g) for g in groups)
         if sum(groups) != m or min(groups) < 1:
             raise ValueError(f"channel groups {groups} must be positive and sum to M={m}")
+        widths = tuple(int(w) for w in channel_widths)
+        if not widths or min(widths) < 1:
+            raise ValueError(f"channel_context widths {widths} must be positive")
         self.groups = groups
         self.spatial, self.channel, self.aggregate = nnx.List(), nnx.List(), nnx.List()
         for k, c in enumerate(groups):
             self.spatial.append(nnx.List([MaskedConv(c, 2 * c, 5, rngs=rngs)]))
-            prev = sum(groups[:k])
             if k > 0:
-                hidden = max(2 * c, min(prev, 4 * c))
+                dims = (sum(groups[:k]), *widths, 2 * c)
                 self.channel.append(
-                    nnx.List([Conv(prev, hidden, 5, rngs=rngs), Conv(hidden, 2 * c, 5, rngs=rngs)])
+                    nnx.List([Conv(a, b, 5, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)])
                 )
             else:
                 self.channel.append(nnx.List())
-            cin = 2 * m + 2 * c + (2 * c if k > 0 else 0)
-            h1, h2 = max(cin // 2, 2 * c), max(cin // 4, 2 * c)
+            cin = 2 * c + (2 * c if k > 0 else 0) + 2 * n
+            dims = aggregation_widths(cin, 2 * c, 2 * n)
             self.aggregate.append(
-                nnx.List(
-                    [
-                        Conv(cin, h1, 1, rngs=rngs),
-                        Conv(h1, h2, 1, rngs=rngs),
-                        Conv(h2, 2 * c, 1, rngs=rngs),
-                    ]
-                )
+                nnx.List([Conv(a, b, 1, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)])
             )
 
 
@@ -104,7 +120,7 @@ def split_groups(y, groups):
 def group_params(net, k: int, hyper, y_prev, y_anchor):
     """(mu, sigma_raw) of group k at every position (ELIC Eq. 6-8).
 
-    ``hyper``: h_s output (2M channels); ``y_prev``: y_hat of groups < k
+    ``hyper``: h_s output (2N channels); ``y_prev``: y_hat of groups < k
     concatenated (ignored for k = 0); ``y_anchor``: y_hat of group k with the
     non-anchors zeroed (anything, e.g. zeros, when only anchors are wanted:
     the anchors' parameters never depend on it). Non-anchor entries are only
@@ -113,11 +129,13 @@ def group_params(net, k: int, hyper, y_prev, y_anchor):
     h, w = hyper.shape[1:3]
     nonanchor = checkerboard_traced(h, w, NONANCHOR)
     spatial = chain(net.spatial[k], jnp.where(nonanchor, 0, y_anchor))
-    parts = [hyper, jnp.where(nonanchor, spatial, 0)]
+    # Input order [spatial, channel, hyper] and output order (scale, mean)
+    # as in CompressAI, so imported aggregation weights line up.
+    parts = [jnp.where(nonanchor, spatial, 0), hyper]
     if k > 0:
         parts.insert(1, chain(net.channel[k], y_prev))
     out = chain(net.aggregate[k], jnp.concatenate(parts, axis=-1))
-    mu, sigma = jnp.split(out, 2, axis=-1)
+    sigma, mu = jnp.split(out, 2, axis=-1)
     return mu, sigma
 
 

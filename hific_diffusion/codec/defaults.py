@@ -11,6 +11,9 @@ def model_config() -> ml_collections.ConfigDict:
             M=320,
             # ELIC Sec. 3.2: uneven channel groups; the last is M - 128.
             groups=(16, 16, 32, 64, 192),
+            # Hidden widths of the channel context g_ch^(k) (three 5x5 convs;
+            # ELIC / CompressAI Elic2022Official: 224, 128).
+            channel_context=(224, 128),
             # ELIC Fig. 4: residual bottleneck blocks per stage of g_a / g_s.
             res_blocks=3,
             # Rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE.

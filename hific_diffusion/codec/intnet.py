@@ -170,11 +170,13 @@ class IntNet:
     h_s: list
     context: IntContext
     thresholds: jax.Array  # int32 [num_scales - 1], ascending
+    z_median: jax.Array  # int32 [N], fixed point: z_hat = symbol + median
     frac_bits: int = dataclasses.field(metadata=dict(static=True))
 
-    def hyper(self, z_hat: jax.Array) -> jax.Array:
-        """h_s on integer z_hat, in fixed point."""
-        return chain(self.h_s, to_fixed(z_hat, self.frac_bits))
+    def hyper(self, z_sym: jax.Array) -> jax.Array:
+        """h_s on ``z_hat = z_sym + median`` (z_sym integer), in fixed point."""
+        z = to_fixed(z_sym, self.frac_bits) + self.z_median
+        return chain(self.h_s, jnp.clip(z, ACT_MIN, ACT_MAX))
 
     def scale_index(self, sigma: jax.Array) -> jax.Array:
         """Index of the log-nearest table scale: #thresholds strictly below sigma."""
@@ -215,7 +217,10 @@ def build(model, scale_table: np.ndarray) -> IntNet:
         [conv(a) for a in ctx.aggregate],
         tuple(ctx.groups),
     )
-    return IntNet(conv(model.h_s.convs), int_ctx, jnp.asarray(scale_thresholds(scale_table, f)), f)
+    median = np.round(np.asarray(model.prior.median[...], np.float64) * 2.0**f)
+    median = np.clip(median, ACT_MIN, ACT_MAX).astype(np.int32)
+    thresholds = jnp.asarray(scale_thresholds(scale_table, f))
+    return IntNet(conv(model.h_s.convs), int_ctx, thresholds, jnp.asarray(median), f)
 
 
 def worst_case_accumulator(layer: IntConv) -> int:

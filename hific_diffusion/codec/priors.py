@@ -5,6 +5,12 @@ f_k(x) = g_k(H_k x + b_k), g_k(x) = x + a_k * tanh(x), with H_k = softplus(.)
 >= 0 and a_k = tanh(.) >= -1 so c is monotone. The probability of an
 integer z is c(z + 1/2) - c(z - 1/2) (Eq. 34 of the appendix), computed on
 the logit scale for numerical stability.
+
+z is quantized on a grid shifted by a per-channel ``median``:
+``z_hat = round(z - median) + median``, the symbol coded being
+``round(z - median)``. Models trained here keep ``median = 0`` (a parameter
+that never receives a gradient); CompressAI's ``EntropyBottleneck`` learns
+its medians, which :mod:`hific_diffusion.codec.compressai_import` copies.
 """
 
 from __future__ import annotations
@@ -32,7 +38,20 @@ class FactorizedPrior(nnx.Module):
             self.biases.append(nnx.Param(uniform_init(rngs, (channels, dims[k + 1]), -0.5, 0.5)))
             if k < len(filters):
                 self.factors.append(nnx.Param(jnp.zeros((channels, dims[k + 1]))))
+        self.median = nnx.Param(jnp.zeros((channels,)))
         self.channels = channels
+
+    def offset(self) -> jax.Array:
+        """The quantization offset per channel (no gradient flows into it)."""
+        return jax.lax.stop_gradient(self.median[...])
+
+    def quantize(self, z: jax.Array, ste: bool = False) -> jax.Array:
+        """``round(z - median) + median``; straight-through gradient when ``ste``."""
+        m = self.offset()
+        r = jnp.round(z - m)
+        if ste:
+            r = z - m + jax.lax.stop_gradient(r - (z - m))
+        return r + m
 
     def logits_cumulative(self, x: jax.Array) -> jax.Array:
         """Logit of c(x) per channel; x has shape [..., channels]."""
@@ -57,12 +76,13 @@ class FactorizedPrior(nnx.Module):
         """Per-channel pmf on the integers covering all but ``tail_mass``.
 
         Returns (pmf float64[C, L], offsets int32[C], lengths int32[C]); row c gives
-        P(z = offsets[c] + j) for j < lengths[c].
+        P(symbol = offsets[c] + j) for j < lengths[c], the symbol being
+        ``round(z - median)``, i.e. ``z_hat = symbol + median``.
         The support is found on the CDF itself, so it always follows the learned
         density (no separately learned quantiles to keep in sync).
         """
         grid = np.arange(-max_radius, max_radius + 1, dtype=np.float32)
-        x = jnp.broadcast_to(jnp.asarray(grid)[:, None], (grid.size, self.channels))
+        x = jnp.asarray(grid)[:, None] + self.offset()[None, :]
         cdf_hi = np.asarray(jax.nn.sigmoid(self.logits_cumulative(x + 0.5)), np.float64).T
         cdf_lo = np.asarray(jax.nn.sigmoid(self.logits_cumulative(x - 0.5)), np.float64).T
         pmf = np.clip(cdf_hi - cdf_lo, 0.0, None)

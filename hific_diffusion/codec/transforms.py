@@ -7,7 +7,7 @@ it with transposed convolutions (upsampling choice: transposed 5x5, as in
 ELIC, so CompressAI weights map one to one). The hyper transforms follow
 Minnen et al. 2018 as used by ELIC: h_a = 3x3 conv and two stride-2 5x5
 convs (x4 more); h_s = two stride-2 5x5 transposed convs and a 3x3 conv
-producing 2M hyper features for the parameter aggregation. ReLU everywhere
+producing 2N hyper features for the parameter aggregation. ReLU everywhere
 in h_s: the integer path needs an integer-exact nonlinearity.
 """
 
@@ -88,19 +88,20 @@ class HyperAnalysis(nnx.Module):
 
 
 class HyperSynthesis(nnx.Module):
-    """h_s: z_hat -> 2M hyper features (input of the parameter aggregation).
+    """h_s: z_hat -> 2N hyper features (input of the parameter aggregation;
+    widths N, 3N/2, 2N as in CompressAI's ``Elic2022Official``).
 
     ``convs`` is a plain list of Conv layers with ReLU between them, the form
     the integer path (:func:`hific_diffusion.codec.intnet.IntConv`) mirrors.
     """
 
-    def __init__(self, n: int, m: int, *, rngs: nnx.Rngs):
+    def __init__(self, n: int, *, rngs: nnx.Rngs):
         h = max(n * 3 // 2, 1)
         self.convs = nnx.List(
             [
                 Conv(n, n, 5, stride=2, transpose=True, rngs=rngs),
                 Conv(n, h, 5, stride=2, transpose=True, rngs=rngs),
-                Conv(h, 2 * m, 3, rngs=rngs),
+                Conv(h, 2 * n, 3, rngs=rngs),
             ]
         )
 

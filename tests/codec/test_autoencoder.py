@@ -70,7 +70,7 @@ def test_anchor_params_do_not_depend_on_current_group(tiny_cfg):
     """Checkerboard causality: anchors ignore group k; non-anchors see only its anchors."""
     model = ELIC(tiny_cfg, rngs=nnx.Rngs(0))
     net = model.context
-    hyper = jax.random.normal(jax.random.key(1), (1, 4, 4, 2 * tiny_cfg.M))
+    hyper = jax.random.normal(jax.random.key(1), (1, 4, 4, 2 * tiny_cfg.N))
     y_prev = jax.random.normal(jax.random.key(2), (1, 4, 4, 4))
     a = jax.random.normal(jax.random.key(3), (1, 4, 4, 4))
     b = jax.random.normal(jax.random.key(4), (1, 4, 4, 4))

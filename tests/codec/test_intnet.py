@@ -98,7 +98,7 @@ def test_int_conv_matches_float_conv_to_fixed_point_precision(stride, transpose)
 def test_scale_index_picks_log_nearest_table_scale():
     scales = gaussian_scale_table(16, 0.11, 64.0)
     thr = jnp.asarray(intnet.scale_thresholds(scales, F))
-    net = intnet.IntNet([], None, thr, F)
+    net = intnet.IntNet([], None, thr, jnp.zeros(0, jnp.int32), F)
     sigma = np.exp(np.linspace(np.log(0.02), np.log(200), 500))
     idx = np.asarray(net.scale_index(jnp.asarray(np.round(sigma * 2**F), jnp.int32)))
     clipped = np.clip(sigma, scales[0], scales[-1])
@@ -120,6 +120,28 @@ def test_integer_params_track_float_params(model):
     mu_i, sig_i, _ = context.training_params(cm.net.context, hyper_i, y_fixed, lambda v, mu: v)
     np.testing.assert_allclose(np.asarray(mu_i) / 2**F, mu_f, atol=0.05)
     np.testing.assert_allclose(np.asarray(sig_i) / 2**F, sig_f, atol=0.05)
+
+
+def test_integer_hyper_adds_the_z_median(model):
+    """Non-zero medians (as imported from CompressAI): the integer h_s of the
+    symbols tracks the float h_s of symbol + median, and a round trip through
+    the coder still returns the coded symbols."""
+    medians = np.linspace(-0.4, 0.45, model.n).astype(np.float32)
+    shifted = nnx.clone(model)
+    shifted.prior.median.set_value(jnp.asarray(medians))
+    cm = coding.prepare(shifted)
+    sym = jnp.round(jax.random.normal(jax.random.key(6), (1, 2, 2, model.n)) * 3)
+    hyper_f = shifted.h_s(sym + medians)
+    hyper_i = cm.net.hyper(sym.astype(jnp.int32))
+    np.testing.assert_allclose(np.asarray(hyper_i) / 2**F, hyper_f, atol=0.05)
+    assert not np.allclose(np.asarray(hyper_f), np.asarray(shifted.h_s(sym)), atol=0.05)
+    x = jax.random.uniform(jax.random.key(7), (1, 64, 64, 3))
+    sections, y_hat, z_sym = coding.encode_latents(shifted, x)
+    _, z = coding._analyze(cm.graphdef, cm.state, x)
+    np.testing.assert_array_equal(z_sym, np.round(np.asarray(z)))  # z - median, rounded
+    y2, z2 = coding.decode_latents(shifted, sections, (64, 64))
+    np.testing.assert_array_equal(z2, z_sym)
+    np.testing.assert_array_equal(y2, y_hat)
 
 
 def test_context_gives_same_params_in_training_and_coding_order(model):
