@@ -77,6 +77,10 @@ def aggregation_widths(cin: int, cout: int, floor: int) -> tuple[int, ...]:
     return (cin, max(ramp[1], floor), max(ramp[2], floor), cout)
 
 
+def _convs(dims, k: int, rngs) -> nnx.List:
+    return nnx.List([Conv(a, b, k, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)])
+
+
 class SpaceChannelContext(nnx.Module):
     """Float context networks of ELIC (Fig. 5), laid out like CompressAI's
     ``Elic2022Official``:
@@ -101,16 +105,12 @@ class SpaceChannelContext(nnx.Module):
             self.spatial.append(nnx.List([MaskedConv(c, 2 * c, 5, rngs=rngs)]))
             if k > 0:
                 dims = (sum(groups[:k]), *widths, 2 * c)
-                self.channel.append(
-                    nnx.List([Conv(a, b, 5, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)])
-                )
+                self.channel.append(_convs(dims, 5, rngs))
             else:
                 self.channel.append(nnx.List())
             cin = 2 * c + (2 * c if k > 0 else 0) + 2 * n
             dims = aggregation_widths(cin, 2 * c, 2 * n)
-            self.aggregate.append(
-                nnx.List([Conv(a, b, 1, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)])
-            )
+            self.aggregate.append(_convs(dims, 1, rngs))
 
 
 def split_groups(y, groups):
