@@ -24,8 +24,6 @@ from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError
 from hific_diffusion.images import ImageError
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
-DEFAULT_BUNDLE_ENV = "HFD_DEFAULT_BUNDLE"  # overrides DEFAULT_BUNDLE when set
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 EXIT_ERROR = 2
 
@@ -83,14 +81,12 @@ def _load_codec(model: str | None):
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.pipeline import Codec
 
-    if model is None:
-        default = Path(os.environ.get(DEFAULT_BUNDLE_ENV) or DEFAULT_BUNDLE)
-        if not (default / "manifest.json").is_file():
-            raise BundleError(
-                f"no default model installed (looked in {default}); pass --model BUNDLE"
-            )
-        model = str(default)
-    return Codec.from_bundle(model)
+    try:
+        return Codec.load(model)
+    except BundleError as e:
+        if model is None:
+            raise BundleError(f"{e}; pass --model BUNDLE") from None
+        raise
 
 
 def _progress(items, enabled: bool, desc: str):

@@ -10,6 +10,7 @@ decompress on the side (DESIGN.md).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +77,25 @@ class Codec:
         from hific_diffusion import bundle
 
         return bundle.codec_from_checkpoint(cls, workdir, which)
+
+    @classmethod
+    def load(cls, path=None) -> Codec:
+        """A bundle directory, a training workdir, or (``None``) the default model.
+
+        The default is ``$HFD_DEFAULT_BUNDLE`` or the bundle shipped in
+        ``hific_diffusion/assets/default_bundle``; without one, a
+        ``bundle.BundleError`` says so.
+        """
+        from hific_diffusion import bundle
+
+        if path is None:
+            path = default_bundle_path()
+            if not (path / "manifest.json").is_file():
+                raise bundle.BundleError(f"no default model installed (looked in {path})")
+        path = Path(path)
+        if (path / "manifest.json").is_file() or not path.is_dir():
+            return cls.from_bundle(path)
+        return cls.from_checkpoint(path)
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -194,6 +214,15 @@ class Codec:
             )
         except ValueError as e:  # decode.GenerateError / patches.TilingError
             raise CodecError(f"{kind} decoder: {e}") from None
+
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
+DEFAULT_BUNDLE_ENV = "HFD_DEFAULT_BUNDLE"  # overrides DEFAULT_BUNDLE when set
+
+
+def default_bundle_path() -> Path:
+    """Where the default model lives: ``$HFD_DEFAULT_BUNDLE`` or the shipped bundle."""
+    return Path(os.environ.get(DEFAULT_BUNDLE_ENV) or DEFAULT_BUNDLE)
 
 
 def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:

@@ -54,9 +54,9 @@ def load_codec(config, bundle=None, workdir=None):
         return Codec.from_checkpoint(workdir)
     if config.eval.random_init:
         return random_codec(config)
-    from hific_diffusion import cli
+    from hific_diffusion.pipeline import default_bundle_path
 
-    default = Path(os.environ.get(cli.DEFAULT_BUNDLE_ENV) or cli.DEFAULT_BUNDLE)
+    default = default_bundle_path()
     if not (default / "manifest.json").is_file():
         raise EvalError(f"no model: pass --bundle or --workdir (no default bundle in {default})")
     return Codec.from_bundle(default)
