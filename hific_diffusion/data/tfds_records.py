@@ -86,6 +86,34 @@ def example_bytes_feature(record: bytes, key: str) -> bytes:
     raise TfdsDataError(f"record has no feature {key!r}")
 
 
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _encode_field(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def encode_example(features: dict[str, bytes]) -> bytes:
+    """A serialized ``tf.train.Example`` of bytes features (the inverse of
+    :func:`example_bytes_feature`), to write small array_record sets without
+    TensorFlow, e.g. for tests."""
+    entries = b"".join(
+        _encode_field(
+            1,
+            _encode_field(1, k.encode()) + _encode_field(2, _encode_field(1, _encode_field(1, v))),
+        )
+        for k, v in features.items()
+    )
+    return _encode_field(1, entries)
+
+
 def find_files(data_dir: str, name: str, split: str) -> list[str]:
     root = Path(data_dir).expanduser() / name
     files = sorted(str(p) for p in root.rglob(f"*-{split}.array_record*")) if root.is_dir() else []

@@ -1,4 +1,11 @@
-"""Evaluation image sets: a local directory per protocol, the offline photos, or synthetic.
+"""Evaluation image sets: a local directory per protocol, a TFDS array_record
+build, the offline photos, or synthetic.
+
+TFDS: with ``config.eval.tfds_name`` set (e.g. ``clic``), ``--data_dir`` is the
+TFDS data directory (``tfds build clic --file_format=array_record
+--data_dir=DIR``) and ``config.eval.tfds_split`` picks the split; records
+are read without TensorFlow (``hific_diffusion.data.tfds_records``) and named
+``<builder>_<split>_<index>``.
 
 Images are yielded lazily as ``(name, uint8 HxWx3)`` in a fixed (sorted) order
 so per-image results can be resumed by name.
@@ -70,8 +77,29 @@ def _folder(path: Path, dataset: str) -> list[tuple[str, Path]]:
     return [(p.stem, p) for p in files]
 
 
+class _Record:
+    """One record of a TFDS split, decoded when iterated."""
+
+    def __init__(self, source, index: int):
+        self.source, self.index = source, index
+
+    def load(self) -> np.ndarray:
+        return self.source[self.index]
+
+
+def _tfds(directory: str, name: str, split: str) -> list[tuple[str, _Record]]:
+    from hific_diffusion.data import sources, tfds_records
+
+    try:
+        src = tfds_records.TfdsSource(directory, name, split, sources.decode_image)
+    except tfds_records.TfdsDataError as e:
+        raise DatasetError(str(e)) from None
+    safe = name.replace("/", "_")
+    return [(f"{safe}_{split}_{i:05d}", _Record(src, i)) for i in range(len(src))]
+
+
 def resolve(eval_cfg, data_dir: str | None = None) -> list[tuple[str, object]]:
-    """[(name, uint8 array or Path)] for the config's dataset, cut to ``max_images``."""
+    """[(name, uint8 array, Path or record)] for the config's dataset, cut to ``max_images``."""
     dataset = eval_cfg.dataset
     if dataset == "demo":
         items = offline_heldout()
@@ -79,10 +107,16 @@ def resolve(eval_cfg, data_dir: str | None = None) -> list[tuple[str, object]]:
         items = synthetic()
     else:
         directory = data_dir or eval_cfg.get("data_dir", "") or os.environ.get("HFD_DATA_DIR")
+        tfds_name = eval_cfg.get("tfds_name", "")
         if not directory:
             how = HOW_TO_GET.get(dataset, "put the images in one directory")
+            if tfds_name:
+                how = f"pass the TFDS data directory that holds the {tfds_name!r} build"
             raise DatasetError(f"{dataset}: no --data_dir given; {how}")
-        items = _folder(Path(directory).expanduser(), dataset)
+        if tfds_name:
+            items = _tfds(directory, tfds_name, eval_cfg.get("tfds_split", "test"))
+        else:
+            items = _folder(Path(directory).expanduser(), dataset)
     names = [n for n, _ in items]
     if len(set(names)) != len(names):
         raise DatasetError(f"{dataset}: duplicate image names; names identify results")
@@ -94,4 +128,8 @@ def iterate(items) -> Iterator[tuple[str, np.ndarray]]:
     from hific_diffusion import images
 
     for name, item in items:
-        yield name, (images.load(item) if isinstance(item, Path) else item)
+        if isinstance(item, Path):
+            item = images.load(item)
+        elif isinstance(item, _Record):
+            item = item.load()
+        yield name, item

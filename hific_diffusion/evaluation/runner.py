@@ -10,7 +10,8 @@ against the originals' features.
 
 Outputs in ``out``: ``per_image.jsonl`` (appended one image at a time; the
 resume log), ``per_image.csv``, ``summary.json``, ``rd.png``, ``rate_fid.png``,
-``features/<decoder>/<image>.npy`` and, if asked, ``reconstructions/``.
+``features/<decoder>/<image>.npy`` and, if asked (``save_reconstructions``),
+``bitstreams/<image>.hfd`` and ``reconstructions/<decoder>/<image>.png``.
 A rerun skips every image whose rows are all in the log.
 
 Spreading over devices: with several JAX processes (multi-host, after
@@ -146,6 +147,10 @@ def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, featu
     t_enc = time.perf_counter() - t0
     bpp = len(data) * 8.0 / (h * w)
     bpp_est = float(codec.estimate_bpp(image))
+    if ecfg.save_reconstructions:  # the real file the bpp is measured on
+        path = out / "bitstreams" / f"{name}.hfd"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     features.save(ORIGINAL, name, image)
     rows = []
     for dec in decoders:

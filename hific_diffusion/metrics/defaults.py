@@ -9,6 +9,10 @@ def eval_config() -> ml_collections.ConfigDict:
             # clic20 | clic22 | kodak | coco30k (local directory), demo (offline photos), synthetic
             dataset="demo",
             data_dir="",
+            # A TFDS array_record build instead of a folder: builder name
+            # (e.g. "clic") and split; data_dir is then the TFDS data directory.
+            tfds_name="",
+            tfds_split="test",
             decoders=("mse",),
             diffusion_steps=0,  # 0: the model's default (config.diffusion.steps)
             flow_steps=0,

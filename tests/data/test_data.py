@@ -94,29 +94,6 @@ def test_offline_photos_split_is_fixed_and_disjoint():
         offline_photos.load("test")
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number, payload):
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _example(features: dict) -> bytes:
-    """A serialized tf.train.Example with bytes features, encoded by hand."""
-    entries = b"".join(
-        _field(1, _field(1, k.encode()) + _field(2, _field(1, _field(1, v))))
-        for k, v in features.items()
-    )
-    return _field(1, entries)
-
-
 def test_tfds_array_record_split_is_read_without_tensorflow(tmp_path):
     ar = pytest.importorskip("array_record.python.array_record_module")
     import io
@@ -130,7 +107,7 @@ def test_tfds_array_record_split_is_read_without_tensorflow(tmp_path):
     for img in imgs:
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
-        writer.write(_example({"filename": b"f.png", "image": buf.getvalue()}))
+        writer.write(tfds_records.encode_example({"filename": b"f.png", "image": buf.getvalue()}))
     writer.close()
     src = sources.make_source(_data_cfg(source="tfds", path=str(tmp_path), name="clic"))
     assert len(src) == 3
@@ -142,4 +119,4 @@ def test_tfds_missing_data_says_how_to_prepare(tmp_path):
     with pytest.raises(tfds_records.TfdsDataError, match="tfds build clic"):
         sources.make_source(_data_cfg(source="tfds", path=str(tmp_path), name="clic"))
     with pytest.raises(tfds_records.TfdsDataError, match="no feature 'image'"):
-        tfds_records.example_bytes_feature(_example({"label": b"x"}), "image")
+        tfds_records.example_bytes_feature(tfds_records.encode_example({"label": b"x"}), "image")
