@@ -63,7 +63,8 @@ def short_fingerprint(fingerprint: bytes) -> bytes:
     return hashlib.sha256(bytes(fingerprint)).digest()[:FINGERPRINT_BYTES]
 
 
-def _varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
+    """Unsigned LEB128 (the protobuf varint): 7 bits a byte, low bits first."""
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -124,7 +125,7 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
         )
     )
     for s in sections:
-        body += _varint(len(s))
+        body += encode_varint(len(s))
     for s in sections:
         body += bytes(s)
     body += struct.pack("<I", zlib.crc32(body))

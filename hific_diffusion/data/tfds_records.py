@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hific_diffusion.codec.bitstream import encode_varint
+
 
 class TfdsDataError(ValueError):
     """Missing or unreadable TFDS array_record data."""
@@ -86,18 +88,8 @@ def example_bytes_feature(record: bytes, key: str) -> bytes:
     raise TfdsDataError(f"record has no feature {key!r}")
 
 
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _encode_field(number: int, payload: bytes) -> bytes:
-    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
 
 
 def encode_example(features: dict[str, bytes]) -> bytes:
