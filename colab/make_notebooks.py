@@ -78,7 +78,7 @@ if IMAGE:
 else:
     from sklearn.datasets import load_sample_image
 
-    x = load_sample_image("china.jpg")[::2, ::2]  # 214x320
+    x = load_sample_image("china.jpg")[::3, ::3]  # 143x214
 data = codec.compress(x)
 h, w = x.shape[:2]
 bpp = len(data) * 8 / (h * w)
@@ -101,7 +101,7 @@ plt.show()
         md("More sampling steps cost decode time; the bits do not change."),
         code("""
 generative = [d for d in codec.decoders if d != "mse"]
-steps = [1, 2, 4, 8]
+steps = [2, 8, 32]
 for d in generative:
     fig, axes = plt.subplots(1, len(steps), figsize=(4 * len(steps), 4))
     for ax, n in zip(axes, steps, strict=True):

@@ -22,6 +22,10 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+    from absl import logging
+
+    # orbax logs every checkpoint restore at INFO (--workdir); the runner prints progress.
+    logging.set_verbosity(logging.WARNING)
     from hific_diffusion.evaluation import runner
 
     runner.run(

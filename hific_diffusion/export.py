@@ -78,6 +78,10 @@ def main(argv):
         fail(f"unexpected arguments {argv[1:]}")
     if not _WORKDIR.value or not _OUT.value:
         fail("--workdir and --out are required")
+    from absl import logging
+
+    # orbax logs every restore at INFO; the export prints its own result.
+    logging.set_verbosity(logging.WARNING)
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.checkpoint import CheckpointError
     from hific_diffusion.stablehlo import StableHLOError

@@ -100,6 +100,24 @@ def test_non_image_input_exits_2_with_one_line(tmp_path):
     )
 
 
+def test_without_model_the_bundled_default_compresses_and_decodes(tmp_path):
+    from sklearn.datasets import load_sample_image
+
+    x = load_sample_image("flower.jpg")[100:164, 200:296]
+    Image.fromarray(x).save(tmp_path / "x.png")
+    env = {"HFD_DEFAULT_BUNDLE": ""}  # unset: the shipped bundle
+    proc = run_cli("compress", tmp_path / "x.png", tmp_path / "o.hfd", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert "bpp" in proc.stdout
+    proc = run_cli(
+        "decompress", tmp_path / "o.hfd", tmp_path / "y.png", "--decoder", "flow", "--steps", "2",
+        **env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    y = np.asarray(Image.open(tmp_path / "y.png"))
+    assert y.shape == x.shape and np.abs(y.astype(int) - x).mean() < 40
+
+
 def test_without_a_default_model_says_pass_model(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "x.png")
     proc = run_cli(

@@ -75,6 +75,9 @@ def test_tiny_end_to_end_writes_table_json_csv_and_plots(tmp_path, capsys, codec
         assert jpeg["bpp"] <= r["bpp"] or not jpeg["matched"]
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 1 + 2 * 2
     assert len(list((tmp_path / "reconstructions" / "mse").glob("*.png"))) == 2
+    # The saved bitstreams are the bytes the real bpp was measured on.
+    for r in (r for r in rows if r["decoder"] == "mse"):
+        assert (tmp_path / "bitstreams" / f"{r['image']}.hfd").stat().st_size == r["bytes"]
 
 
 def test_rerun_after_interruption_does_not_redo_finished_images(tmp_path, codec):
@@ -94,15 +97,52 @@ def test_rerun_after_interruption_does_not_redo_finished_images(tmp_path, codec)
     assert third.compressed == []
 
 
-@pytest.mark.slow  # ~40 s on a shared 2-core CPU: a 427x640 photo through ELIC, LPIPS, MS-SSIM
-def test_demo_runs_on_offline_photos_and_fid_skips_without_weights(tmp_path, codec):
-    # No trained demo bundle is shipped yet: the tiny model stands in for it.
-    config = _config("demo", max_images=1, baselines=())
+def test_demo_runs_the_bundled_model_on_offline_photos(tmp_path, monkeypatch):
+    """The quick start's job: no --bundle, so the shipped default model; every
+    decoder; FID skipped (no Inception weights offline)."""
+    monkeypatch.delenv("HFD_DEFAULT_BUNDLE", raising=False)
+    config = _config("demo", max_images=1, decoders=("mse", "diffusion", "flow"))
+    config.eval.save_reconstructions = True
+    # 2 sampling steps instead of the model's 16: full-size CPU decodes take a minute each.
+    config.eval.diffusion_steps = config.eval.flow_steps = 2
     with pytest.warns(UserWarning, match="FID/KID skipped"):
-        summary = runner.run(config, out=tmp_path / "out", codec=codec)
+        summary = runner.run(config, out=tmp_path / "out")
     _written(tmp_path / "out")
     assert summary["dataset"] == "demo" and summary["images"] == 1
+    assert set(summary["decoders"]) == {"mse", "diffusion", "flow", "jpeg"}
     assert summary["decoders"]["mse"]["fid"] is None and "skipped" in summary["fid_note"]
+    for dec in ("mse", "diffusion", "flow", "jpeg"):
+        assert len(list((tmp_path / "out" / "reconstructions" / dec).glob("*.png"))) == 1
+    assert len(list((tmp_path / "out" / "bitstreams").glob("*.hfd"))) == 1
+
+
+def test_eval_reads_a_tfds_array_record_build(tmp_path, codec):
+    ar = pytest.importorskip("array_record.python.array_record_module")
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from hific_diffusion.data.tfds_records import encode_example
+
+    rng = np.random.default_rng(0)
+    imgs = [(rng.random((64, 80, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    folder = tmp_path / "tfds" / "clic" / "1.0.0"
+    folder.mkdir(parents=True)
+    writer = ar.ArrayRecordWriter(str(folder / "clic-test.array_record-00000-of-00001"), "")
+    for img in imgs:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        writer.write(encode_example({"image": buf.getvalue()}))
+    writer.close()
+    config = _config("clic20", tfds_name="clic", tfds_split="test", save_reconstructions=True)
+    summary = runner.run(config, out=tmp_path / "out", data_dir=str(tmp_path / "tfds"), codec=codec)
+    assert summary["images"] == 2
+    rows = json.loads((tmp_path / "out" / "per_image.json").read_text())
+    assert {r["image"] for r in rows} == {"clic_test_00000", "clic_test_00001"}
+    assert all((r["height"], r["width"]) == (64, 80) for r in rows)
+    with pytest.raises(runner.datasets.DatasetError, match="tfds build clic"):
+        runner.run(config, out=tmp_path / "o2", data_dir=str(tmp_path / "empty"), codec=codec)
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path, codec):

@@ -1,0 +1,87 @@
+"""The shipped default bundle reproduces its model card on the held-out photos,
+and its generative decoders add the detail the bits did not pay for."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hific_diffusion.data import offline_photos
+from hific_diffusion.metrics.psnr import psnr
+from hific_diffusion.pipeline import DEFAULT_BUNDLE, Codec
+
+CARD = DEFAULT_BUNDLE / "model_card.json"
+
+
+@pytest.fixture(scope="module")
+def card():
+    return json.loads(CARD.read_text())
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec.from_bundle(DEFAULT_BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def coded(codec):
+    photos = dict(zip(offline_photos.names("heldout"), offline_photos.load("heldout"), strict=True))
+    return {name: (x, codec.compress(x)) for name, x in photos.items()}
+
+
+def _card_row(card, image, decoder):
+    rows = [r for r in card["heldout"] if r["image"] == image and r["decoder"] == decoder]
+    assert len(rows) == 1, f"model card has no {decoder} row for {image}"
+    return rows[0]
+
+
+def test_bundle_is_small_enough_to_ship(card):
+    size = sum(f.stat().st_size for f in DEFAULT_BUNDLE.rglob("*") if f.is_file())
+    assert size <= 25e6
+    assert (
+        card["bundle_fingerprint"]
+        == json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["fingerprint"]
+    )
+
+
+def test_bundle_has_all_three_decoders(codec):
+    assert codec.decoders == ("mse", "diffusion", "flow")
+
+
+def test_heldout_bpp_and_mse_psnr_match_the_model_card(card, codec, coded):
+    for name, (x, data) in coded.items():
+        row = _card_row(card, name, "mse")
+        h, w = x.shape[:2]
+        assert (row["height"], row["width"]) == (h, w)
+        # The integer entropy path makes the bytes platform-independent; allow a
+        # few bytes for a float rounding flip in g_a on another CPU.
+        assert abs(len(data) - row["bytes"]) <= max(8, 0.002 * row["bytes"])
+        y = codec.decompress(data, decoder="mse")
+        assert abs(psnr(x, y) - row["psnr"]) < 0.05
+
+
+def _highpass_energy(img):
+    g = np.asarray(img, np.float64).mean(-1) / 255.0
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float(np.mean(lap**2))
+
+
+@pytest.fixture(scope="module")
+def crops(codec):
+    """128x192 centre crops of the held-out photos (full-size generative decodes
+    take minutes on a CPU), each compressed and decoded with every decoder."""
+    out = []
+    for x in offline_photos.load("heldout"):
+        h, w = x.shape[:2]
+        c = x[(h - 128) // 2 : (h + 128) // 2, (w - 192) // 2 : (w + 192) // 2]
+        data = codec.compress(c)
+        out.append((c, {d: codec.decompress(data, decoder=d, seed=0) for d in codec.decoders}))
+    return out
+
+
+@pytest.mark.parametrize("decoder", ["diffusion", "flow"])
+def test_generative_decoders_add_high_frequency_detail(crops, decoder):
+    """Statistic: mean squared Laplacian of the luma, averaged over the crops.
+    x_mse is blurred by the low rate; the generative decoders restore texture."""
+    gains = [_highpass_energy(d[decoder]) / _highpass_energy(d["mse"]) for _, d in crops]
+    assert np.mean(gains) > 1.2, gains
