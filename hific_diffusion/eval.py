@@ -22,10 +22,14 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+    import warnings
+
     from absl import logging
 
     # orbax logs every checkpoint restore at INFO (--workdir); the runner prints progress.
     logging.set_verbosity(logging.WARNING)
+    # Skipped baselines or FID are user-facing notes: one line each, no source echo.
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     from hific_diffusion.evaluation import runner
 
     runner.run(

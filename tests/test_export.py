@@ -61,7 +61,6 @@ def _photo(h, w):
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-@pytest.mark.slow  # trains the tiny model: ~14 min CPU on a loaded 2-core host
 def test_trained_checkpoint_exports_to_a_bundle_that_round_trips(workdir, exported):
     codec = Codec.from_bundle(exported)
     assert codec.fingerprint == Codec.from_checkpoint(workdir).fingerprint
@@ -73,7 +72,6 @@ def test_trained_checkpoint_exports_to_a_bundle_that_round_trips(workdir, export
     assert StableHLOCodec.load(exported).fingerprint == codec.fingerprint
 
 
-@pytest.mark.slow  # trains the tiny model: ~14 min CPU on a loaded 2-core host
 @pytest.mark.parametrize("fault", ["missing", "altered"])
 def test_bundle_with_missing_or_altered_file_fails_clearly(exported, tmp_path, fault):
     b = tmp_path / "b"
@@ -88,7 +86,6 @@ def test_bundle_with_missing_or_altered_file_fails_clearly(exported, tmp_path, f
         Codec.from_bundle(b)
 
 
-@pytest.mark.slow  # trains the tiny model: ~14 min CPU on a loaded 2-core host
 def test_bitstream_from_one_bundle_refuses_to_decode_with_another(exported, tmp_path):
     codec = Codec.from_bundle(exported)
     data = codec.compress(_photo(16, 16))
