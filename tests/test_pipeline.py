@@ -61,7 +61,6 @@ def test_round_trip_returns_the_original_shape(codec, shape):
     assert (h.height, h.width) == shape
 
 
-@pytest.mark.slow
 def test_4000x3000_round_trips_with_the_right_shape(codec):
     x = _photo(3000, 4000)
     assert codec.decompress(codec.compress(x)).shape == (3000, 4000, 3)
