@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.hashing import sha256_file
 
 FORMAT = "hific_diffusion-bundle"
 VERSION = 1
@@ -132,14 +133,6 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(_tuples(json.loads(text)))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ------------------------------------------------------------------ save / load
 def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None = None) -> Path:
     """Writes a bundle directory (created; existing bundle files are replaced).
@@ -202,7 +195,7 @@ def load_bundle(path) -> Bundle:
         f = path / rel
         if ".." in Path(rel).parts or not f.is_file():
             raise BundleError(f"bundle file missing: {f}")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise BundleError(f"bundle file altered (sha256 mismatch): {f}")
     try:
         config = config_from_json((path / "config.json").read_text())

@@ -13,7 +13,6 @@ Lookup order: an explicit path, ``$HFD_FID_WEIGHTS``, the cache
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hific_diffusion.hashing import sha256_file
 from hific_diffusion.metrics.errors import MetricError
 
 URL = (
@@ -43,16 +43,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HFD_CACHE", Path.home() / ".cache" / "hific_diffusion"))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: Path, expected: str = SHA256) -> Path:
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise WeightsError(
             f"FID Inception weights {path} have sha256 {actual}, expected {expected}; "
