@@ -113,9 +113,10 @@ def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, see
     flow_noise = cfg.get("flow_noise", 0.1)
     z = losses.flow_source(cond, noise, flow_noise) if kind == "flow" else noise
     sampler = cfg.sampler if cfg.sampler in samplers.DIFFUSION_SAMPLERS else "ddpm"
+    residual = kind == "diffusion" and losses.diffusion_target(cfg)[0] == "residual"
     static = dict(
         kind=kind, steps=steps, sampler=sampler, layout=layout, chunk=int(cfg.tile_chunk),
-        clip_x=bool(cfg.get("clip_x", True)),
+        clip_x=bool(cfg.get("clip_x", True)) and not residual,
         schedule_args=(float(cfg.eta), float(cfg.logsnr_min), float(cfg.logsnr_max)),
     )  # fmt: skip
     tile_mode = cfg.get("tile_mode", "overlap")
@@ -127,6 +128,8 @@ def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, see
         raise GenerateError(f"tile_mode must be 'overlap' or 'grouped', got {tile_mode!r}")
     else:
         z = run_chunks(graphdef, state, z, cond, k_steps, noise_level, static, progress)
+    if kind == "diffusion":
+        z = losses.from_diffusion_space(z, cond, cfg)
     out = jnp.clip((z + 1.0) / 2.0, 0.0, 1.0)[:, :h, :w]
     return np.asarray(out, np.float32)
 

@@ -41,6 +41,13 @@ def diffusion_config() -> ml_collections.ConfigDict:
             logsnr_min=-15.0,
             logsnr_max=15.0,
             parameterization="v",
+            # What the diffusion models, in [-1, 1] model space: "image" (HFD:
+            # the image x itself, conditioned on x_mse) or "residual" (the
+            # scaled residual (x - x_mse) / residual_scale, as in Yang & Mandt's
+            # CDC: x_mse then fixes the coarse content exactly and the model
+            # only generates detail; the sampler's clip_x is then not applied).
+            target="image",
+            residual_scale=0.25,
             # Weight of the per-example v-MSE: "v" (1), "x" (sigma^2, i.e. the
             # x-MSE), "eps" (alpha^2, i.e. the eps-MSE), "snr_trunc"
             # (max(SNR, 1) * x-MSE, Salimans & Ho 2022).

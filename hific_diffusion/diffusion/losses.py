@@ -46,6 +46,33 @@ def v_loss_weight(logsnr, weighting: str):
     raise LossConfigError(f"unknown loss_weighting {weighting!r}; expected one of {WEIGHTINGS}")
 
 
+TARGETS = ("image", "residual")
+
+
+def diffusion_target(cfg) -> tuple[str, float]:
+    """``(target, residual_scale)`` of a diffusion config; configs saved before
+    the option existed model the image."""
+    target = cfg.get("target", "image")
+    scale = float(cfg.get("residual_scale", 1.0))
+    if target not in TARGETS:
+        raise LossConfigError(f"unknown diffusion target {target!r}; expected one of {TARGETS}")
+    if target == "residual" and not scale > 0:
+        raise LossConfigError(f"residual_scale must be > 0, got {scale!r}")
+    return target, scale
+
+
+def to_diffusion_space(x, c, cfg):
+    """Model-space image ``x`` -> what the diffusion models (``cfg.target``)."""
+    target, scale = diffusion_target(cfg)
+    return x if target == "image" else (x - c) / scale
+
+
+def from_diffusion_space(z, c, cfg):
+    """Inverse of :func:`to_diffusion_space`: a generated state -> model-space image."""
+    target, scale = diffusion_target(cfg)
+    return z if target == "image" else c + scale * z
+
+
 def diffusion_loss(unet, x01, x_mse01, rng, cfg):
     """HFD stage-2 loss: weighted v-prediction MSE at t ~ U(0, 1) (HFD Sec. 3.1).
 
@@ -57,7 +84,8 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
         raise LossConfigError(
             f"only the v parameterization is implemented, got {cfg.parameterization!r}"
         )
-    x, c = to_model_space(x01), to_model_space(x_mse01)
+    c = to_model_space(x_mse01)
+    x = to_diffusion_space(to_model_space(x01), c, cfg)
     b = x.shape[0]
     k_t, k_eps, k_drop = jax.random.split(rng, 3)
     t = jax.random.uniform(k_t, (b,))

@@ -127,6 +127,24 @@ def test_same_seed_gives_the_same_image_and_a_different_seed_a_different_one(
     assert np.abs(a - c).mean() > 1e-3
 
 
+def test_residual_target_decodes_to_x_mse_plus_the_scaled_generated_residual(tiny_cfg, tiny_unet):
+    """Same random U-Net and seed: with the residual target the output is x_mse
+    plus residual_scale times a sample that does not depend on the scale
+    (the image target, by contrast, lands far from x_mse)."""
+    x = _smooth_image(32, 32)
+    kw = dict(kind="diffusion", steps=2, seed=3, tile=0)
+    cfg = tiny_cfg.copy_and_resolve_references()
+    assert np.abs(decode.generate(*tiny_unet, x, cfg=cfg, **kw) - x).mean() > 0.05
+    cfg.target = "residual"
+    out = {}
+    for scale in (1e-3, 2e-3):
+        cfg.residual_scale = scale
+        out[scale] = decode.generate(*tiny_unet, x, cfg=cfg, **kw)
+    d1, d2 = out[1e-3] - x, out[2e-3] - x
+    assert np.abs(d1).mean() > 1e-4
+    np.testing.assert_allclose(d2, 2 * d1, atol=2e-6)
+
+
 def test_progress_chunks_give_the_same_image_as_one_call(tiny_cfg, tiny_unet):
     x = _smooth_image(24, 24)
     kw = dict(kind="diffusion", cfg=tiny_cfg, steps=3, seed=1, tile=0)

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs
-from hific_diffusion.diffusion import losses, unet
+from hific_diffusion.diffusion import losses, schedules, unet
 
 
 def test_diffusers_equiv_has_the_peer_parameter_count():
@@ -80,6 +80,47 @@ def test_unknown_weighting_is_a_clear_error():
     cfg.loss_weighting = "nope"
     x = jnp.zeros((1, 8, 8, 3))
     with pytest.raises(losses.LossConfigError, match="loss_weighting"):
+        losses.diffusion_loss(_affine_model, x, x, jax.random.PRNGKey(0), cfg)
+
+
+def _exact_for_zero_target(z, c, logsnr, training=False, dropout_rng=None):
+    """The exact v when the diffused signal is 0: z = sigma eps, v = alpha eps."""
+    alpha, sigma = schedules.alpha_sigma(logsnr)
+    return (alpha / sigma)[:, None, None, None] * z
+
+
+def test_residual_target_diffuses_x_minus_x_mse():
+    cfg = configs.load("tiny").diffusion
+    x = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 3))
+    # x == x_mse: the residual is 0, so the exact-for-zero model has zero loss...
+    cfg.target = "residual"
+    loss, _ = losses.diffusion_loss(_exact_for_zero_target, x, x, jax.random.PRNGKey(2), cfg)
+    assert float(loss) < 1e-8
+    # ...while modelling the image it does not.
+    cfg.target = "image"
+    loss, _ = losses.diffusion_loss(_exact_for_zero_target, x, x, jax.random.PRNGKey(2), cfg)
+    assert float(loss) > 1e-2
+
+
+def test_diffusion_space_round_trips():
+    cfg = configs.load("tiny").diffusion
+    cfg.target, cfg.residual_scale = "residual", 0.25
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    x, c = jax.random.normal(k1, (2, 4, 4, 3)), jax.random.normal(k2, (2, 4, 4, 3))
+    r = losses.to_diffusion_space(x, c, cfg)
+    np.testing.assert_allclose(r, (x - c) / 0.25, rtol=1e-6)
+    np.testing.assert_allclose(losses.from_diffusion_space(r, c, cfg), x, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "field,value,match", [("target", "noise", "target"), ("residual_scale", 0.0, "residual_scale")]
+)
+def test_bad_diffusion_target_is_a_clear_error(field, value, match):
+    cfg = configs.load("tiny").diffusion
+    cfg.target = "residual"
+    cfg[field] = value
+    x = jnp.zeros((1, 8, 8, 3))
+    with pytest.raises(losses.LossConfigError, match=match):
         losses.diffusion_loss(_affine_model, x, x, jax.random.PRNGKey(0), cfg)
 
 
