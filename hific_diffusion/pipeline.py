@@ -9,6 +9,7 @@ decompress on the side (DESIGN.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -101,6 +102,27 @@ class Codec:
     def decoders(self) -> tuple[str, ...]:
         """Decoders this Codec can run."""
         return ("mse",) + tuple(k for k in GENERATIVE if self._generators[k] is not None)
+
+    def model_digest(self) -> str:
+        """Hex sha256 of everything that decides this Codec's outputs: the
+        autoencoder's fingerprint (what bitstreams carry) and the weights of
+        every generative decoder. Eval runs record it so that a resumed run
+        never mixes two models' results."""
+        if getattr(self, "_digest", None) is None:
+            import jax
+
+            h = hashlib.sha256(self.fingerprint)
+            for kind in GENERATIVE:
+                gen = self._generators[kind]
+                if gen is None:
+                    continue
+                h.update(kind.encode())
+                for leaf in jax.tree_util.tree_leaves(gen[1]):
+                    a = np.asarray(leaf)
+                    h.update(f"{a.dtype}{a.shape}".encode())
+                    h.update(a.tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
 
     # ------------------------------------------------------------- compressing
     def _prepare(self, image) -> tuple[np.ndarray, int, int]:

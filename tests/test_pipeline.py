@@ -149,3 +149,19 @@ def test_bundle_round_trip_decodes_identically_and_other_bundles_refuse(
     w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(bundle.BundleError, match="altered"):
         Codec.from_bundle(tmp_path / "a")
+
+
+def test_model_digest_covers_the_generative_decoders(config, codec):
+    from hific_diffusion.diffusion.unet import UNet
+
+    unet = lambda seed: UNet(config.diffusion.unet, rngs=nnx.Rngs(seed))  # noqa: E731
+    a = Codec(config, codec.autoencoder, diffusion=unet(0))
+    assert a.model_digest() == Codec(config, codec.autoencoder, diffusion=unet(0)).model_digest()
+    # Same autoencoder (same bitstream fingerprint), other decoder weights or set.
+    assert a.fingerprint == codec.fingerprint
+    others = {
+        codec.model_digest(),
+        Codec(config, codec.autoencoder, diffusion=unet(1)).model_digest(),
+        Codec(config, codec.autoencoder, flow=unet(0)).model_digest(),
+    }
+    assert a.model_digest() not in others and len(others) == 3

@@ -94,6 +94,41 @@ def read_log(path: Path) -> dict[tuple[str, str], dict]:
     return rows
 
 
+# Eval settings that do not change any per-image number: a run may resume
+# with other values (e.g. a larger max_images extends it).
+RESUME_FREE = ("max_images", "save_reconstructions", "data_dir", "kid_subset_size", "kid_subsets")
+
+
+def run_identity(codec, ecfg) -> dict:
+    """What the per-image rows of a run depend on: the model and the eval settings."""
+    settings = {k: v for k, v in ecfg.to_dict().items() if k not in RESUME_FREE}
+    return json.loads(json.dumps({"model": codec.model_digest(), "eval": settings}, default=str))
+
+
+def check_resume(path: Path, identity: dict, write: bool) -> None:
+    """Refuses to add to a run made with another model or other settings.
+
+    ``path`` (``out/run.json``) is written on the first run; later runs must
+    match it, else their rows would mix with the old ones.
+    """
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != identity:
+            what = "model" if not old or old.get("model") != identity["model"] else "eval settings"
+            if old and what == "eval settings":
+                keys = sorted(k for k in identity["eval"] if old.get("eval", {}).get(k)
+                              != identity["eval"][k])  # fmt: skip
+                what += f" ({', '.join(keys)})"
+            raise EvalError(
+                f"{path.parent} holds results of another {what}; pass a new --out or delete it"
+            )
+    elif write:
+        path.write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")
+
+
 def _append(path: Path, rows: list[dict]) -> None:
     text = "".join(json.dumps(r) + "\n" for r in rows)
     if path.is_file() and path.stat().st_size:
@@ -204,6 +239,7 @@ def run(config, bundle=None, workdir=None, data_dir=None, out=None, *, codec=Non
     items = datasets.resolve(ecfg, data_dir)
 
     k, n = jax.process_index(), jax.process_count()
+    check_resume(out / "run.json", run_identity(codec, ecfg), write=k == 0)
     log = out / ("per_image.jsonl" if n == 1 else f"per_image.p{k}.jsonl")
     done = read_log(log)
     expected = decoders + base_ok

@@ -8,9 +8,12 @@ wraps it to count compress calls and to stop a run part-way, as Ctrl-C would.
 import json
 
 import pytest
+from flax import nnx
 
 from hific_diffusion import configs
+from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.evaluation import runner
+from hific_diffusion.pipeline import Codec
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,9 @@ class Interruptible:
 
     def decompress(self, data, **kw):
         return self.codec.decompress(data, **kw)
+
+    def model_digest(self):
+        return self.codec.model_digest()
 
 
 def _config(name, **eval_overrides):
@@ -95,6 +101,22 @@ def test_rerun_after_interruption_does_not_redo_finished_images(tmp_path, codec)
     third = Interruptible(codec)
     runner.run(config, out=tmp_path, codec=third)
     assert third.compressed == []
+
+
+def test_resume_refuses_another_model_or_other_settings(tmp_path, codec):
+    config = _config("tiny", max_images=1)
+    runner.run(config, out=tmp_path, codec=codec)
+    # Another model: the same autoencoder (same bitstreams) plus a diffusion decoder.
+    other = Codec(codec.config, codec.autoencoder, diffusion=UNet(codec.config.diffusion.unet,
+                                                                 rngs=nnx.Rngs(0)))  # fmt: skip
+    with pytest.raises(runner.EvalError, match="another model"):
+        runner.run(config, out=tmp_path, codec=other)
+    with pytest.raises(runner.EvalError, match=r"another eval settings \(baselines\)"):
+        runner.run(_config("tiny", max_images=1, baselines=("webp",)), out=tmp_path, codec=codec)
+    assert len(runner.read_log(tmp_path / "per_image.jsonl")) == 2  # nothing was mixed in
+    # Settings that change no per-image number may differ: a larger max_images extends the run.
+    summary = runner.run(_config("tiny", max_images=2), out=tmp_path, codec=Interruptible(codec))
+    assert summary["decoders"]["mse"]["images"] == 2
 
 
 def test_demo_runs_the_bundled_model_on_offline_photos(tmp_path, monkeypatch):
