@@ -8,8 +8,8 @@ Both diffusion targets are trained for a fixed number of steps (not seconds,
 so the outcome does not depend on the machine's load). Measured with this
 test on 2 CPU cores (2,400 steps, ~9 min each), LPIPS to the original on six
 held-out 64 px crops, x_mse 0.328 (23.84 dB): the paper's image target 0.324
-(22.21 dB), the residual target (``diffusion.target = "residual"``, what the
-demo config uses) 0.267 (23.58 dB). Both add high-frequency energy (0.0036 /
+(22.21 dB), the residual target (``diffusion.target = "residual"``) 0.267
+(23.58 dB). Both add high-frequency energy (0.0036 /
 0.0040 vs x_mse's 0.00015; the originals have 0.039).
 """
 
