@@ -12,8 +12,9 @@ A bundle is a directory::
 
 ``load_bundle`` recomputes every sha256 and refuses a bundle with a missing,
 extra-in-manifest or altered file (``BundleError``); ``codec_from_bundle``
-also checks that the rebuilt autoencoder reproduces the stored fingerprint,
-and re-derives the same tables, so tables can never drift from the weights.
+codes with the stored tables (never a re-derivation: float table building can
+differ between CPUs, see ``coding.derive_tables``) and checks that the
+rebuilt autoencoder with those tables reproduces the stored fingerprint.
 """
 
 from __future__ import annotations
@@ -272,28 +273,31 @@ def build_module(kind: str, config, flat: dict[str, np.ndarray], name: str):
     return module
 
 
-def codec_from_flat(codec_cls, config, params):
-    """Codec from {model name: flat arrays} (bundle layout)."""
+def codec_from_flat(codec_cls, config, params, tables=None):
+    """Codec from {model name: flat arrays} (bundle layout) and optional stored tables."""
     ae = build_module("autoencoder", config, params["autoencoder"], "autoencoder")
     gens = {}
     for kind in ("diffusion", "flow"):
         flat = params.get(f"unet_{kind}")
         if flat is not None:
             gens[kind] = build_module("unet", config, flat, f"unet_{kind}")
-    return codec_cls(config, ae, **gens)
+    return codec_cls(config, ae, **gens, tables=tables)
 
 
 def codec_from_bundle(codec_cls, path):
     b = load_bundle(path)
-    codec = codec_from_flat(codec_cls, b.config, b.params)
+    if set(b.tables) != {"z", "y"}:
+        raise BundleError(f"bundle {path}: expected tables z and y, found {sorted(b.tables)}")
+    try:
+        codec = codec_from_flat(codec_cls, b.config, b.params, b.tables)
+    except ValueError as e:
+        if isinstance(e, BundleError):
+            raise
+        raise BundleError(f"bundle {path}: {e}") from None
     if b.fingerprint is not None and codec.fingerprint.hex() != b.fingerprint:
         raise BundleError(
             f"bundle {path}: the rebuilt model's fingerprint differs from the manifest's"
         )
-    derived = coding_tables(codec.autoencoder)
-    for name, t in b.tables.items():
-        if name in derived and derived[name] != t:
-            raise BundleError(f"bundle {path}: stored {name} tables differ from the derived ones")
     return codec
 
 
@@ -318,16 +322,8 @@ def codec_from_checkpoint(codec_cls, workdir, which: str = "ema"):
     return codec_from_flat(codec_cls, config, params)
 
 
-def coding_tables(autoencoder) -> dict[str, DiscreteTables]:
-    """The tables coding derives from the autoencoder's weights."""
-    from hific_diffusion.codec import coding
-
-    cm = coding.prepare(autoencoder)
-    return {"z": cm.z_tables, "y": cm.y_tables}
-
-
 def save_codec(path, codec) -> Path:
-    """Writes a Codec's models as a bundle (used by export)."""
+    """Writes a Codec's models and its coding tables as a bundle (used by export)."""
     from flax import nnx
 
     params = {"autoencoder": nnx.state(codec.autoencoder)}
@@ -338,6 +334,6 @@ def save_codec(path, codec) -> Path:
         path,
         codec.config,
         params,
-        coding_tables(codec.autoencoder),
+        codec.coding.tables,
         fingerprint=codec.fingerprint,
     )

@@ -51,13 +51,17 @@ class Codec:
       autoencoder: the ELIC ``nnx.Module`` (stage 1, decides the bits).
       diffusion, flow: optional U-Nets (``nnx.Module`` or ``(graphdef, state)``)
         for ``decoder="diffusion"`` / ``"flow"``.
+      tables: the entropy-coding tables ``{"z", "y"}`` the model was exported
+        with (a bundle's); ``None`` derives them from the weights
+        (``coding.derive_tables``).
     """
 
-    def __init__(self, config, autoencoder, diffusion=None, flow=None):
+    def __init__(self, config, autoencoder, diffusion=None, flow=None, tables=None):
         self.config = config
         self.autoencoder = autoencoder
         self._generators = {"diffusion": _split_module(diffusion), "flow": _split_module(flow)}
-        self.fingerprint = bytes(_coding().model_fingerprint(autoencoder))
+        self.coding = _coding().prepare(autoencoder, tables)
+        self.fingerprint = bytes(self.coding.fingerprint)
         self._short_fp = bitstream.short_fingerprint(self.fingerprint)
 
     # ----------------------------------------------------------------- loading
@@ -140,7 +144,7 @@ class Codec:
         if decoder not in ("mse",) + GENERATIVE:
             raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
         x01, h, w = self._prepare(image)
-        sections = _coding().compress_latents(self.autoencoder, x01)
+        sections = _coding().compress_latents(self.coding, x01)
         header = Header(
             height=h,
             width=w,
@@ -154,7 +158,7 @@ class Codec:
     def estimate_bpp(self, image) -> float:
         """Likelihood estimate of the bits per original pixel (no header)."""
         x01, h, w = self._prepare(image)
-        return float(_coding().estimate_bits(self.autoencoder, x01)) / (h * w)
+        return float(_coding().estimate_bits(self.coding, x01)) / (h * w)
 
     # ----------------------------------------------------------- decompressing
     def read_header(self, data: bytes) -> tuple[Header, list[bytes]]:
@@ -173,7 +177,7 @@ class Codec:
         ph = header.height + (-header.height) % PAD_MULTIPLE
         pw = header.width + (-header.width) % PAD_MULTIPLE
         try:
-            x = _coding().decompress_latents(self.autoencoder, sections, (ph, pw))
+            x = _coding().decompress_latents(self.coding, sections, (ph, pw))
         except BitstreamError:
             raise
         except (ValueError, IndexError, AssertionError, OverflowError) as e:

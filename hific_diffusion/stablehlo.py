@@ -95,7 +95,7 @@ def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
     functions).
     """
     model = codec.autoencoder
-    cm = coding.prepare(model)
+    cm = codec.coding
     n, m = int(model.n), int(model.m)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,12 @@ uses. Symbols are ``q = round(y - mu)`` against the fixed-point mu; the
 decoder rebuilds ``y_hat = q + mu`` exactly. Encoder and decoder share one
 stage driver (:func:`_run_stages`); only the per-stage coding callback differs.
 
-Tables and the integer network are derived from the weights on first use and
-cached under a hash of those weights, so they can never be stale.
+The integer network is derived exactly from the weights (integer rounding of
+float32 values times powers of two, exact rational thresholds), so it is the
+same on every machine. The entropy-coding tables go through float
+transcendental functions; they are derived once, stored with an exported
+model and used as stored (:func:`derive_tables`). Both are cached under a hash
+of the weights and tables, so they can never be stale.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class CodingModel:
     y_tables: DiscreteTables
     groups: tuple
     fingerprint: bytes
+    n: int
+    m: int
+
+    @property
+    def tables(self) -> dict[str, DiscreteTables]:
+        return {"z": self.z_tables, "y": self.y_tables}
 
 
 def _weights_digest(model) -> bytes:
@@ -72,32 +82,87 @@ def _weights_digest(model) -> bytes:
     return h.digest()
 
 
-def prepare(model) -> CodingModel:
-    """Tables + integer path for ``model``'s current weights (cached by weight hash)."""
+def derive_tables(model) -> dict[str, DiscreteTables]:
+    """The entropy-coding tables of ``model``'s current weights: ``z`` (the
+    learned factorized prior) and ``y`` (one quantized Gaussian per scale).
+
+    These go through float ``exp``/``tanh``/``erf``, whose last bit can differ
+    between CPUs, and a float pmf quantized to integer counts can then move a
+    count. So tables are derived once, where a model is exported, and stored
+    with it (bundles); every coder of that model uses the stored tables, never
+    its own derivation. Everything else between z_hat and the coder (the
+    integer network, the scale thresholds) is derived exactly.
+    """
+    pmf, offsets, lengths = model.prior.integer_pmfs()
+    scales = gaussian_scale_table(model.num_scales, model.scale_min, model.scale_max)
+    return {
+        "z": DiscreteTables.from_float_pmfs(pmf, offsets, PRECISION, lengths=lengths),
+        "y": build_gaussian_tables(scales, precision=PRECISION),
+    }
+
+
+def _check_tables(model, tables) -> None:
+    missing = {"z", "y"} - set(tables)
+    if missing:
+        raise ValueError(f"coding tables lack {sorted(missing)}")
+    z, y = tables["z"], tables["y"]
+    if z.num_tables != model.n or y.num_tables != model.num_scales:
+        raise ValueError(
+            f"coding tables have {z.num_tables} z rows and {y.num_tables} y scales; "
+            f"the model needs {model.n} and {model.num_scales}"
+        )
+    if z.precision != PRECISION or y.precision != PRECISION:
+        raise ValueError(f"coding tables must have {PRECISION}-bit precision")
+
+
+def prepare(model, tables: dict[str, DiscreteTables] | None = None) -> CodingModel:
+    """Tables + integer path for ``model``'s current weights.
+
+    ``tables`` (``{"z": ..., "y": ...}``, e.g. a bundle's) are used as given;
+    without them they are derived (:func:`derive_tables`). Results are cached
+    under a hash of the weights and the tables, so they can never be stale.
+    """
     key = _weights_digest(model)
+    if tables is not None:
+        _check_tables(model, tables)
+        key += (tables["z"].digest() + tables["y"].digest()).encode()
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    pmf, offsets, lengths = model.prior.integer_pmfs()
-    z_tables = DiscreteTables.from_float_pmfs(pmf, offsets, PRECISION, lengths=lengths)
+    if tables is None:
+        tables = derive_tables(model)
     scales = gaussian_scale_table(model.num_scales, model.scale_min, model.scale_max)
-    y_tables = build_gaussian_tables(scales, precision=PRECISION)
     net = intnet.build(model, scales)
-    h = hashlib.sha256(key)
-    h.update(z_tables.digest().encode() + y_tables.digest().encode())
+    h = hashlib.sha256(_weights_digest(model))
+    h.update(tables["z"].digest().encode() + tables["y"].digest().encode())
     for leaf in jax.tree_util.tree_leaves(net):
         h.update(np.ascontiguousarray(np.asarray(leaf, np.int32)).tobytes())
     graphdef, state = nnx.split(model)
-    cm = CodingModel(graphdef, state, net, z_tables, y_tables, tuple(model.groups), h.digest())
+    cm = CodingModel(
+        graphdef,
+        state,
+        net,
+        tables["z"],
+        tables["y"],
+        tuple(model.groups),
+        h.digest(),
+        int(model.n),
+        int(model.m),
+    )
     _cache[key] = cm
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return cm
 
 
+def _coding_model(model_or_cm) -> CodingModel:
+    """A :class:`CodingModel` as given, or :func:`prepare` of an ELIC module."""
+    return model_or_cm if isinstance(model_or_cm, CodingModel) else prepare(model_or_cm)
+
+
 def model_fingerprint(model) -> bytes:
     """sha256 of the weights, the model sizes, the integer path and both tables."""
-    return prepare(model).fingerprint
+    return _coding_model(model).fingerprint
 
 
 # ------------------------------------------------------------ jitted pieces
@@ -243,18 +308,21 @@ def decode_sections(coder: LatentCoder, sections, padded_hw, n: int, m: int):
 
 
 def encode_latents(model, x01_padded):
-    """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry."""
+    """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry.
+
+    ``model`` is an ELIC module or a :class:`CodingModel` (e.g. with stored tables).
+    """
     x = jnp.asarray(x01_padded, jnp.float32)
     check_padded_input(x)
-    cm = prepare(model)
+    cm = _coding_model(model)
     y, z = _analyze(cm.graphdef, cm.state, x)
     return encode_analysis(latent_coder(cm), y, z)
 
 
 def decode_latents(model, sections, padded_hw):
     """Inverse of :func:`encode_latents`: (y_hat, z_hat) from the sections."""
-    cm = prepare(model)
-    return decode_sections(latent_coder(cm), sections, padded_hw, model.n, model.m)
+    cm = _coding_model(model)
+    return decode_sections(latent_coder(cm), sections, padded_hw, cm.n, cm.m)
 
 
 def compress_latents(model, x01_padded) -> list[bytes]:
@@ -264,13 +332,13 @@ def compress_latents(model, x01_padded) -> list[bytes]:
 
 def decompress_latents(model, sections, padded_hw):
     """[z bytes, y bytes] -> x_mse float32[1, H, W, 3] in [0, 1] (padded size)."""
-    y_hat, _ = decode_latents(model, sections, padded_hw)
-    cm = prepare(model)
+    cm = _coding_model(model)
+    y_hat, _ = decode_latents(cm, sections, padded_hw)
     return np.asarray(_synthesize(cm.graphdef, cm.state, jnp.asarray(y_hat)))
 
 
 def estimate_bits(model, x01_padded) -> float:
     """Float likelihood estimate (-log2 P of the hard-quantized latents), in bits."""
-    cm = prepare(model)
+    cm = _coding_model(model)
     x = jnp.asarray(x01_padded, jnp.float32)
     return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, x))))

@@ -38,6 +38,8 @@ intermediate ever wraps; ``s_c`` is the largest shift (<= 20) for which some
 from __future__ import annotations
 
 import dataclasses
+import fractions
+import math
 
 import jax
 import jax.numpy as jnp
@@ -195,13 +197,17 @@ def to_fixed(x_int: jax.Array, frac_bits: int) -> jax.Array:
 
 
 def scale_thresholds(scale_table: np.ndarray, frac_bits: int) -> np.ndarray:
-    """Fixed-point geometric midpoints between neighbouring table scales.
+    """Fixed-point geometric midpoints between neighbouring table scales:
+    ``floor(sqrt(s_i * s_(i+1)) * 2^F)``, computed exactly (rational product,
+    integer square root), so no float rounding can move a threshold.
 
     sigma_int <= t_0 -> index 0 (this also applies the lower bound scale_min).
     """
-    s = np.asarray(scale_table, np.float64)
-    mid = np.sqrt(s[:-1] * s[1:]) * 2.0**frac_bits
-    return np.floor(mid).astype(np.int32)
+    s = [fractions.Fraction(float(v)) for v in np.asarray(scale_table, np.float64)]
+    four_f = 4**frac_bits
+    # floor(sqrt(x)) == isqrt(floor(x)) for x >= 0.
+    mid = [math.isqrt(int(a * b * four_f)) for a, b in zip(s[:-1], s[1:], strict=True)]
+    return np.asarray(mid, np.int64).astype(np.int32)
 
 
 def build(model, scale_table: np.ndarray) -> IntNet:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from scipy import special
 
 from hific_diffusion.codec.layers import uniform_init
 
@@ -72,6 +73,24 @@ class FactorizedPrior(nnx.Module):
         p = jnp.abs(jax.nn.sigmoid(sign * upper) - jax.nn.sigmoid(sign * lower))
         return jnp.maximum(p, LIKELIHOOD_FLOOR)
 
+    def logits_cumulative_f64(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`logits_cumulative` in float64 numpy, for building the coding tables.
+
+        Elementwise numpy and sums over axes of length <= 3 only: no BLAS, no
+        XLA, so the result does not depend on thread counts or XLA flags (XLA's
+        float32 version did: issue #19). Across CPUs numpy's SIMD ``exp`` /
+        ``tanh`` may still differ in the last bit, which is why bundles store
+        the tables they were exported with instead of re-deriving them.
+        """
+        shape = x.shape
+        h = np.asarray(x, np.float64).reshape(-1, self.channels)[:, :, None]  # [P, C, 1]
+        for k, (m, b) in enumerate(zip(self.matrices, self.biases, strict=True)):
+            w = np.logaddexp(0.0, np.asarray(m[...], np.float64))  # softplus, [C, i, j]
+            h = (w[None] * h[:, :, None, :]).sum(-1) + np.asarray(b[...], np.float64)[None]
+            if k < len(self.factors):
+                h = h + np.tanh(np.asarray(self.factors[k][...], np.float64))[None] * np.tanh(h)
+        return h.reshape(shape)
+
     def integer_pmfs(self, tail_mass: float = 1e-9, max_radius: int = 1024):
         """Per-channel pmf on the integers covering all but ``tail_mass``.
 
@@ -81,11 +100,14 @@ class FactorizedPrior(nnx.Module):
         The support is found on the CDF itself, so it always follows the learned
         density (no separately learned quantiles to keep in sync).
         """
-        grid = np.arange(-max_radius, max_radius + 1, dtype=np.float32)
-        x = jnp.asarray(grid)[:, None] + self.offset()[None, :]
-        cdf_hi = np.asarray(jax.nn.sigmoid(self.logits_cumulative(x + 0.5)), np.float64).T
-        cdf_lo = np.asarray(jax.nn.sigmoid(self.logits_cumulative(x - 0.5)), np.float64).T
-        pmf = np.clip(cdf_hi - cdf_lo, 0.0, None)
+        grid = np.arange(-max_radius, max_radius + 1, dtype=np.float64)
+        x = grid[:, None] + np.asarray(self.offset(), np.float64)[None, :]
+        lo = self.logits_cumulative_f64(x - 0.5).T
+        hi = self.logits_cumulative_f64(x + 0.5).T
+        cdf_lo, cdf_hi = special.expit(lo), special.expit(hi)
+        # As in likelihood(): difference on the side where both sigmoids are small.
+        sign = -np.sign(lo + hi)
+        pmf = np.abs(special.expit(sign * hi) - special.expit(sign * lo))
         los, his = [], []
         for c in range(self.channels):
             inside = np.nonzero((cdf_hi[c] > tail_mass / 2) & (cdf_lo[c] < 1 - tail_mass / 2))[0]

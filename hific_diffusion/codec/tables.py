@@ -17,6 +17,7 @@ followed by its value in an Elias-gamma-like bypass code (see
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import hashlib
 import io
 
@@ -172,12 +173,24 @@ def _quantize_row(probs: np.ndarray, total: int) -> np.ndarray:
 
 
 def gaussian_scale_table(num_scales: int, scale_min: float, scale_max: float) -> np.ndarray:
-    """Log-spaced scales (tensorflow-compression / Balle et al. 2018 convention)."""
+    """Log-spaced scales (tensorflow-compression / Balle et al. 2018 convention).
+
+    ``exp(log(min) + i * (log(max) - log(min)) / (num_scales - 1))``, evaluated
+    in 40-digit decimal arithmetic (correctly rounded ``ln``/``exp``) and then
+    rounded once to float64, so the table is the same on every machine: numpy's
+    ``exp`` and ``log`` have CPU-specific SIMD versions that differ in the
+    last bit, and the table feeds the coding constants (DESIGN.md, "Bit-exact
+    decoding").
+    """
     if num_scales < 1 or not 0 < scale_min <= scale_max:
         raise ValueError("gaussian_scale_table: need num_scales >= 1 and 0 < min <= max")
     if num_scales == 1:
         return np.array([scale_min], np.float64)
-    return np.exp(np.linspace(np.log(scale_min), np.log(scale_max), num_scales))
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        lo, hi = decimal.Decimal(scale_min).ln(), decimal.Decimal(scale_max).ln()
+        step = (hi - lo) / (num_scales - 1)
+        return np.array([float((lo + i * step).exp()) for i in range(num_scales)], np.float64)
 
 
 def quantized_gaussian_pmf(symbols: np.ndarray, scale: float) -> np.ndarray:

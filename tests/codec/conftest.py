@@ -76,6 +76,12 @@ def photo_128():
 
 
 @pytest.fixture(scope="session")
+def photo_256_crops():
+    """The 256x256 centre crops of all four photos."""
+    return [photo_crop(256, which) for which in range(len(PHOTOS))]
+
+
+@pytest.fixture(scope="session")
 def tiny_trainer():
     """(train_tiny, photos) for slow tests that train longer."""
     return train_tiny, photos
