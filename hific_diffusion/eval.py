@@ -4,6 +4,8 @@ Compresses every image to real bytes, decodes with each decoder the config
 lists, and writes per-image CSV/JSON, a summary JSON and rate-distortion plots.
 """
 
+import sys
+
 from absl import flags
 from ml_collections import config_flags
 
@@ -21,7 +23,8 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
     import warnings
 
     from absl import logging
@@ -30,15 +33,30 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     # Skipped baselines or FID are user-facing notes: one line each, no source echo.
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    from hific_diffusion.bundle import BundleError
+    from hific_diffusion.checkpoint import CheckpointError
+    from hific_diffusion.data.tfds_records import TfdsDataError
     from hific_diffusion.evaluation import runner
+    from hific_diffusion.evaluation.datasets import DatasetError
+    from hific_diffusion.images import ImageError
+    from hific_diffusion.metrics.errors import MetricError
 
-    runner.run(
-        _CONFIG.value,
-        bundle=_BUNDLE.value,
-        workdir=_WORKDIR.value,
-        data_dir=_DATA_DIR.value,
-        out=_OUT.value,
-    )
+    expected = (runner.EvalError, DatasetError, TfdsDataError, BundleError, CheckpointError,
+                MetricError, ImageError, OSError)  # fmt: skip
+    try:
+        runner.run(
+            _CONFIG.value,
+            bundle=_BUNDLE.value,
+            workdir=_WORKDIR.value,
+            data_dir=_DATA_DIR.value,
+            out=_OUT.value,
+        )
+    except expected as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

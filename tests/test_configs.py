@@ -67,3 +67,15 @@ def test_unknown_config_is_a_one_line_error(module, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "nosuchname" in lines[0] and "clic22" in lines[0]
+
+
+def test_train_bad_config_value_is_a_one_line_error_with_exit_2(tmp_path):
+    result = _run(
+        ["hific_diffusion.train", "--config=tiny", f"--workdir={tmp_path / 'w'}",
+         "--config.train.optimizer=nope", "--config.train.batch_size=8"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "optimizer" in errors[0]

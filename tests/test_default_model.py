@@ -1,7 +1,9 @@
 """The shipped default bundle reproduces its model card on the held-out photos,
 and its generative decoders add the detail the bits did not pay for."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,21 @@ CARD = DEFAULT_BUNDLE / "model_card.json"
 @pytest.fixture(scope="module")
 def card():
     return json.loads(CARD.read_text())
+
+
+def test_model_card_markdown_is_generated_from_the_shipped_card(card):
+    """MODEL_CARD.md is scripts/write_model_card.py's rendering of model_card.json:
+    no hand edits, and its LPIPS sentence states what the figures say."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("wmc", root / "scripts" / "write_model_card.py")
+    wmc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wmc)
+    text = wmc.markdown(card)
+    assert text == (root / "MODEL_CARD.md").read_text()
+    means = card["heldout_mean"]
+    for dec in ("diffusion", "flow"):
+        verdict = "better than" if means[dec]["lpips"] < means["mse"]["lpips"] else "worse than"
+        assert f"{dec} {means[dec]['lpips']:.3f} ({verdict} x_mse's" in text
 
 
 @pytest.fixture(scope="module")

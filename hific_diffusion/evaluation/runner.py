@@ -115,13 +115,13 @@ def check_resume(path: Path, identity: dict, write: bool) -> None:
         try:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
-            old = None
+            raise EvalError(f"{path} is not valid JSON; pass a new --out or delete it") from None
         if old != identity:
-            what = "model" if not old or old.get("model") != identity["model"] else "eval settings"
-            if old and what == "eval settings":
-                keys = sorted(k for k in identity["eval"] if old.get("eval", {}).get(k)
-                              != identity["eval"][k])  # fmt: skip
-                what += f" ({', '.join(keys)})"
+            what = "model"
+            if isinstance(old, dict) and old.get("model") == identity["model"]:
+                old_eval = old.get("eval", {})
+                keys = sorted(k for k, v in identity["eval"].items() if old_eval.get(k) != v)
+                what = f"eval settings ({', '.join(keys)})"
             raise EvalError(
                 f"{path.parent} holds results of another {what}; pass a new --out or delete it"
             )

@@ -3,6 +3,8 @@
 Rerunning the same command resumes from the last checkpoint in ``--workdir``.
 """
 
+import sys
+
 from absl import flags
 from ml_collections import config_flags
 
@@ -25,7 +27,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments {argv[1:]}")
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
     from absl import logging
 
     from hific_diffusion.train import trainer
@@ -43,7 +46,8 @@ def main(argv):
             _CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value, distributed_args=dist
         )
     except trainer.EXPECTED_ERRORS as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,11 @@ def test_resume_refuses_another_model_or_other_settings(tmp_path, codec):
     with pytest.raises(runner.EvalError, match=r"another eval settings \(baselines\)"):
         runner.run(_config("tiny", max_images=1, baselines=("webp",)), out=tmp_path, codec=codec)
     assert len(runner.read_log(tmp_path / "per_image.jsonl")) == 2  # nothing was mixed in
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "run.json").write_text('{"model": ')
+    with pytest.raises(runner.EvalError, match="not valid JSON"):
+        runner.run(config, out=torn, codec=codec)
     # Settings that change no per-image number may differ: a larger max_images extends the run.
     summary = runner.run(_config("tiny", max_images=2), out=tmp_path, codec=Interruptible(codec))
     assert summary["decoders"]["mse"]["images"] == 2
@@ -178,3 +183,25 @@ def test_unknown_decoder_is_a_clear_error(tmp_path, codec):
     config.eval.decoders = ("flow",)
     with pytest.raises(runner.EvalError, match="flow"):
         runner.run(config, out=tmp_path, codec=codec)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--config=kodak"], "no --data_dir given"),  # missing dataset says how to get it
+        (["--config=tiny"], "not valid JSON"),  # a torn run.json in --out
+    ],
+)
+def test_eval_command_reports_bad_input_as_one_error_line_and_exit_2(args, match, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "run.json").write_text('{"model": ')
+    proc = subprocess.run(
+        [sys.executable, "-m", "hific_diffusion.eval", *args, f"--out={tmp_path}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and match in errors[0], proc.stderr
