@@ -70,6 +70,13 @@ def names(split: str = "train") -> tuple[str, ...]:
     return SPLITS[split]
 
 
+def photo(name: str) -> np.ndarray:
+    """One photo of either split by name, as a uint8 HxWx3 array (a copy)."""
+    if name not in TRAIN + HELDOUT:
+        raise OfflinePhotosError(f"unknown offline photo {name!r}; see offline_photos.SPLITS")
+    return _photo(name).copy()
+
+
 def load(split: str = "train") -> list[np.ndarray]:
     """The photos of ``split`` as uint8 HxWx3 arrays (fixed order)."""
     return [_photo(n).copy() for n in names(split)]
