@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hific_diffusion.codec import context, entropy_model, quantize
+from hific_diffusion.codec.layers import conv_init
 from hific_diffusion.codec.priors import FactorizedPrior
 from hific_diffusion.codec.transforms import (
     AnalysisTransform,
@@ -47,16 +48,17 @@ class ELIC(nnx.Module):
         self.int_frac_bits = int(cfg.get("int_frac_bits", 8))
         self.compute_dtype = _DTYPES[str(cfg.get("compute_dtype", "float32"))]
         blocks = int(cfg.get("res_blocks", 3))
-        self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
-        self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
-        self.h_a = HyperAnalysis(n, m, rngs=rngs)
-        self.h_s = HyperSynthesis(n, rngs=rngs)
+        with conv_init(str(cfg.get("init", "pytorch"))):
+            self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
+            self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
+            self.h_a = HyperAnalysis(n, m, rngs=rngs)
+            self.h_s = HyperSynthesis(n, rngs=rngs)
+            widths = tuple(int(w) for w in cfg.get("channel_context", (224, 128)))
+            self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
         # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
         filters = tuple(int(f) for f in cfg.get("prior_filters", (3, 3, 3)))
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
-        widths = tuple(int(w) for w in cfg.get("channel_context", (224, 128)))
-        self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         self.noise = nnx.Rngs(noise=rngs.params())
 
     def analysis(self, x01):

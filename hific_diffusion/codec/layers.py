@@ -10,12 +10,41 @@ output_padding=1)`` semantics: output = 2 x input).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 _JAX_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+# How new Conv layers are initialised (config.model.init); see conv_init.
+CONV_INITS = ("pytorch", "lecun")
+_CONV_INIT = contextvars.ContextVar("conv_init", default="pytorch")
+
+
+@contextlib.contextmanager
+def conv_init(scheme: str):
+    """Initialisation of the :class:`Conv` layers built inside the block.
+
+    * ``"pytorch"``: PyTorch's default (``kaiming_uniform_(a=sqrt(5))``):
+      kernel and bias ~ U(+-1/sqrt(fan_in)), fan_in = cin * k * k, and for a
+      transposed convolution cout * k * k (``ConvTranspose2d`` counts its
+      weight's second axis). CompressAI's ``Elic2022Official`` trains from it.
+    * ``"lecun"``: truncated normal with variance 1 / fan_in, zero bias (3x
+      PyTorch's variance). Side by side with CompressAI (same crops, batch 8,
+      Adam 3e-4, 520 steps) it started at 1.3-2.0 bpp instead of 0.8-1.1 and
+      its loss stayed 16-20% higher (issue #12).
+    """
+    if scheme not in CONV_INITS:
+        raise ValueError(f"model.init must be one of {CONV_INITS}, got {scheme!r}")
+    token = _CONV_INIT.set(scheme)
+    try:
+        yield
+    finally:
+        _CONV_INIT.reset(token)
 
 
 def _numpy_rng(key) -> np.random.Generator:
@@ -69,8 +98,14 @@ class Conv(nnx.Module):
         transpose: bool = False,
         rngs: nnx.Rngs,
     ):
-        self.kernel = nnx.Param(fan_in_init(rngs, (k, k, cin, cout)))
-        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+        shape = (k, k, cin, cout)
+        if _CONV_INIT.get() == "pytorch":
+            bound = 1.0 / np.sqrt((cout if transpose else cin) * k * k)
+            self.kernel = nnx.Param(uniform_init(rngs, shape, -bound, bound))
+            self.bias = nnx.Param(uniform_init(rngs, (cout,), -bound, bound))
+        else:
+            self.kernel = nnx.Param(fan_in_init(rngs, shape))
+            self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
         self.k, self.stride, self.transpose = k, stride, transpose
 
     def geometry(self):
@@ -87,15 +122,58 @@ class Conv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         strides, padding, dilation = self.geometry()
-        y = jax.lax.conv_general_dilated(
-            x,
-            self.effective_kernel().astype(x.dtype),
-            strides,
-            padding,
-            lhs_dilation=dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        kernel = self.effective_kernel().astype(x.dtype)
+        if self.transpose:
+            y = subpixel_conv(x, kernel, self.stride, padding[0][0])
+        else:
+            y = _conv(x, kernel, strides, padding)
         return y + self.bias[...].astype(x.dtype)
+
+
+def _conv(x, kernel, strides, padding, lhs_dilation=(1, 1)):
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def subpixel_conv(x: jax.Array, kernel: jax.Array, s: int, lo: int) -> jax.Array:
+    """The transposed convolution of :class:`Conv` without multiplying zeros.
+
+    Mathematically ``conv(dilate(x, s), kernel)`` with padding ``(lo, k + s - 2 - lo)``
+    (output ``s`` times the input size). Output pixel ``s*m + r`` only meets
+    input pixels ``m + d`` through kernel tap ``a = s*d + lo - r``, so each of
+    the ``s*s`` output phases is an ordinary stride-1 convolution of the
+    undilated input; the phases are computed as one convolution with
+    ``s*s*cout`` outputs and interleaved (depth-to-space, Shi et al. 2016).
+    Same result up to float rounding, a quarter of the multiplications, and
+    no input-dilated convolution, which XLA's CPU backend runs on a slow
+    generic path (forward + backward of one 64-channel 5x5 layer at 64x64,
+    batch 8, one core: 4.3 s dilated, 0.22 s this way).
+    """
+    k, _, cin, cout = kernel.shape
+    # Input offsets d with a valid tap for some phase r.
+    ds = [d for r in range(s) for d in range(-k, k + 1) if 0 <= s * d + lo - r < k]
+    dmin, taps = min(ds), max(ds) - min(ds) + 1
+    # idx[t, r]: the kernel tap phase r applies at offset dmin + t; k = none (zero).
+    idx = np.array(
+        [
+            [a if 0 <= (a := s * (dmin + t) + lo - r) < k else k for r in range(s)]
+            for t in range(taps)
+        ]
+    )
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    phases = padded[idx[:, :, None, None], idx[None, None, :, :]]  # [T, s, T, s, cin, cout]
+    phases = phases.transpose(0, 2, 4, 1, 3, 5).reshape(taps, taps, cin, s * s * cout)
+    pad = (-dmin, taps - 1 + dmin)
+    y = _conv(x, phases, (1, 1), (pad, pad))
+    b, h, w, _ = y.shape
+    y = y.reshape(b, h, w, s, s, cout).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, h * s, w * s, cout)
 
 
 class ResidualBottleneck(nnx.Module):
