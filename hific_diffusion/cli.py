@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from hific_diffusion import images
+from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError
 from hific_diffusion.images import ImageError
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "model", None) is None:
         args.model = args.global_model
+    enable_compilation_cache()
     try:
         return args.fn(args)
     except _expected_errors() as e:

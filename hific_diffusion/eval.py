@@ -34,6 +34,7 @@ def main(argv):
     # Skipped baselines or FID are user-facing notes: one line each, no source echo.
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     from hific_diffusion.bundle import BundleError
+    from hific_diffusion.cache import enable_compilation_cache
     from hific_diffusion.checkpoint import CheckpointError
     from hific_diffusion.data.tfds_records import TfdsDataError
     from hific_diffusion.evaluation import runner
@@ -41,6 +42,7 @@ def main(argv):
     from hific_diffusion.images import ImageError
     from hific_diffusion.metrics.errors import MetricError
 
+    enable_compilation_cache()
     expected = (runner.EvalError, DatasetError, TfdsDataError, BundleError, CheckpointError,
                 MetricError, ImageError, OSError)  # fmt: skip
     try:

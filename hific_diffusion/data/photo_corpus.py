@@ -33,7 +33,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import os
 import re
 import shlex
 import shutil
@@ -45,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from hific_diffusion.cache import cache_dir
 from hific_diffusion.data import offline_photos
 
 MANIFEST = Path(__file__).with_name("photo_corpus.json")
@@ -57,7 +57,7 @@ class CorpusError(Exception):
 
 def default_dir() -> Path:
     """``$HFD_CACHE/photos``, else ``~/.cache/hific_diffusion/photos``."""
-    return Path(os.environ.get("HFD_CACHE", Path.home() / ".cache" / "hific_diffusion")) / "photos"
+    return cache_dir() / "photos"
 
 
 def sha256(data: bytes) -> str:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hific_diffusion.cache import cache_dir
 from hific_diffusion.hashing import sha256_file
 from hific_diffusion.metrics.errors import MetricError
 
@@ -37,10 +38,6 @@ FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 
 class WeightsError(MetricError):
     """FID Inception weights missing, unreadable or not the expected file."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HFD_CACHE", Path.home() / ".cache" / "hific_diffusion"))
 
 
 def verify(path: Path, expected: str = SHA256) -> Path:
