@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from hific_diffusion import checkpoint
@@ -52,6 +53,29 @@ def _frozen_autoencoder(path: str, mesh):
     graphdef, state = nnx.split(model)
     shardings = jax.tree.map(lambda _: shd.replicated(mesh), state)
     return graphdef, jax.device_put(state, shardings), shardings
+
+
+def _warm_start(s, state, path: str, task):
+    """A fresh run that starts from another run's EMA weights (``train.init_from``),
+    with a fresh optimizer: e.g. another rate point fine-tuned from a trained model."""
+    src_config, params = checkpoint.restore_params(path, which="ema")
+    if src_config.task != task.name:
+        raise tasks.TaskError(f"train.init_from={path} holds a {src_config.task!r} run")
+    pure = params[task.model_key].to_pure_dict()
+    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
+    if shapes(pure) != shapes(s.abstract["params"]):
+        raise tasks.TaskError(f"train.init_from={path}: its model differs from this config's")
+
+    # Fresh buffers (a jitted copy): the step donates params and EMA, so they
+    # must not alias each other or the restored arrays.
+    def fresh(p):
+        return dict(
+            params=jax.tree.map(jnp.copy, p), opt_state=s.tx.init(p), ema=jax.tree.map(jnp.copy, p)
+        )
+
+    shardings = {k: s.shardings[k] for k in ("params", "opt_state", "ema")}
+    weights = jax.device_put(pure, s.shardings["params"])
+    return dict(state, **jax.jit(fresh, out_shardings=shardings)(weights))
 
 
 def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_args=None):
@@ -100,6 +124,10 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             print(f"resumed from step {start} in {workdir}", flush=True)
     else:
         state, start = train_state.init(s, task, config), 0
+        if tcfg.get("init_from", ""):
+            state = _warm_start(s, state, tcfg.init_from, task)
+            if is_main:
+                print(f"starting from the weights of {tcfg.init_from}", flush=True)
 
     # ------------------------------------------------------------------- loop
     report = reporting.Reporter(workdir, tcfg.steps, tcfg.batch_size, enabled=is_main)

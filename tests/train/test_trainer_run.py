@@ -113,3 +113,26 @@ def test_stage2_without_stage1_checkpoint_is_a_clear_error(tmp_path):
     config.train.autoencoder_checkpoint = str(tmp_path / "missing")
     with pytest.raises(trainer.checkpoint.CheckpointError, match="not a training workdir"):
         trainer.run(config, tmp_path, devices=jax.devices("cpu")[:1])
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_ema_weights(tmp_path, capsys):
+    from hific_diffusion import checkpoint
+    from hific_diffusion.train import tasks
+
+    _run(tmp_path / "src", **{"train.steps": 3, "train.ema_decay": 0.5})
+    # lr 0: the new run's weights can only be what it started from.
+    _run(tmp_path / "dst", **{"train.steps": 1, "train.init_from": str(tmp_path / "src"),
+                              "train.lr": 0.0, "train.warmup_steps": 0})  # fmt: skip
+    assert "starting from the weights of" in capsys.readouterr().out
+    _, src = checkpoint.restore_params(tmp_path / "src", which="ema")
+    _, dst = checkpoint.restore_params(tmp_path / "dst", which="params")
+    _, fresh = checkpoint.restore_params(tmp_path / "src", which="params")
+    a, b = src["autoencoder"].to_pure_dict(), dst["autoencoder"].to_pure_dict()
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    # ...and those are the source's EMA weights, not its raw ones
+    assert not all(
+        jax.tree.leaves(jax.tree.map(np.array_equal, a, fresh["autoencoder"].to_pure_dict()))
+    )
+    with pytest.raises(tasks.TaskError, match="differs"):
+        _run(tmp_path / "other", **{"train.steps": 1, "train.init_from": str(tmp_path / "src"),
+                                    "model.N": 8})  # fmt: skip
