@@ -29,6 +29,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from hific_diffusion import atomic
 from hific_diffusion.codec.tables import DiscreteTables
 from hific_diffusion.hashing import sha256_file
 
@@ -159,15 +160,15 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
             raise BundleError(f"table name {name!r} must be an identifier")
         files[f"tables/{name}.bin"] = t.to_bytes()
     (path / "tables").mkdir(exist_ok=True)
-    for rel, data in files.items():
-        (path / rel).write_bytes(data)
+    for rel, data in files.items():  # each file atomic; the manifest last
+        atomic.write_bytes(path / rel, data)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "fingerprint": fingerprint.hex() if fingerprint is not None else None,
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic.write_text(path / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
 

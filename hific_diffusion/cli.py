@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from hific_diffusion import images
+from hific_diffusion import atomic, images
 from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError
@@ -122,7 +122,7 @@ def cmd_compress(args) -> int:
 
     def one(src, dst):
         data = codec.compress(src, decoder=args.decoder, steps=args.steps or 0, seed=args.seed or 0)
-        dst.write_bytes(data)
+        atomic.write_bytes(dst, data)
         if not many:
             h, _ = bitstream.unpack(data)
             print(f"{dst}: {len(data)} bytes, {len(data) * 8 / (h.height * h.width):.4f} bpp")

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from hific_diffusion import atomic
 from hific_diffusion.codec.bitstream import MAX_PIXELS, MAX_SIDE
 
 
@@ -134,14 +135,16 @@ def as_uint8_rgb(image) -> np.ndarray:
 
 
 def save(path, image: np.ndarray) -> None:
-    """Writes uint8 HxWx3; the format follows the file extension (PNG if none known)."""
+    """Writes uint8 HxWx3 atomically (``atomic.atomic_write``): ``path`` holds the
+    complete image or its previous content, never a partial file. The format
+    follows the file extension (PNG if none known)."""
     path = os.fspath(path)
     img = Image.fromarray(np.asarray(image, np.uint8))
-    ext = os.path.splitext(path)[1].lower()
-    fmt = None if ext in Image.registered_extensions() else "PNG"
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
     try:
-        img.save(path, format=fmt)
-    except OSError as e:
+        with atomic.atomic_write(path) as f:
+            img.save(f, format=fmt)
+    except (OSError, ValueError) as e:
         raise ImageError(f"cannot write image {path}: {e}") from None
 
 
