@@ -37,7 +37,9 @@ def _expected_errors():
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.pipeline import CodecError
 
-    return (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
+    errors = (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
+    ckpt = sys.modules.get("hific_diffusion.checkpoint")  # only raised once imported
+    return errors + ((ckpt.CheckpointError,) if ckpt else ())
 
 
 def _one_line(e: BaseException) -> str:

@@ -89,7 +89,8 @@ class Codec:
 
         The default is ``$HFD_DEFAULT_BUNDLE`` or the bundle shipped in
         ``hific_diffusion/assets/default_bundle``; without one, a
-        ``bundle.BundleError`` says so.
+        ``bundle.BundleError`` says so, as it does for a directory that is
+        neither a bundle (no ``manifest.json``) nor a workdir (no ``checkpoints/``).
         """
         from hific_diffusion import bundle
 
@@ -100,7 +101,13 @@ class Codec:
         path = Path(path)
         if (path / "manifest.json").is_file() or not path.is_dir():
             return cls.from_bundle(path)
-        return cls.from_checkpoint(path)
+        if (path / "checkpoints").is_dir():
+            return cls.from_checkpoint(path)
+        empty = "" if any(path.iterdir()) else " (the directory is empty)"
+        raise bundle.BundleError(
+            f"{path} is neither a model bundle (no manifest.json) nor a training "
+            f"workdir (no checkpoints/){empty}"
+        )
 
     @property
     def decoders(self) -> tuple[str, ...]:

@@ -189,3 +189,21 @@ def test_bitstream_from_another_bundle_exits_2(bundles, tmp_path):
     (tmp_path / "a.hfd").write_bytes(codecs["a"].compress(np.zeros((9, 9, 3), np.uint8)))
     proc = run_cli("decompress", "--model", root / "b", tmp_path / "a.hfd", tmp_path / "o.png")
     assert_clean_error(proc, "different model")
+
+
+# ------------------------------------------------------------------ issue 18
+GOLDEN = ROOT / "tests" / "fixtures" / "golden_coding"
+
+
+def test_model_directory_that_is_not_a_bundle_exits_2_with_one_line(tmp_path):
+    import shutil
+
+    (tmp_path / "e").mkdir()
+    shutil.copytree(GOLDEN / "bundle", tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").unlink()
+    for model in ("e", "b"):
+        proc = run_cli(
+            "decompress", GOLDEN / "photo.hfd", tmp_path / "o.png", "--model", tmp_path / model
+        )
+        assert_clean_error(proc, "is neither a model bundle (no manifest.json)")
+        assert not (tmp_path / "o.png").exists()

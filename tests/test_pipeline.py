@@ -165,3 +165,18 @@ def test_model_digest_covers_the_generative_decoders(config, codec):
         Codec(config, codec.autoencoder, flow=unet(0)).model_digest(),
     }
     assert a.model_digest() not in others and len(others) == 3
+
+
+# ------------------------------------------------ arguments and model paths (#18)
+def test_directories_that_are_neither_bundle_nor_workdir_are_bundle_errors(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bundle.BundleError, match=r"neither a model bundle.*workdir.*is empty"):
+        Codec.load(tmp_path / "empty")
+    golden = Path(__file__).resolve().parent / "fixtures" / "golden_coding" / "bundle"
+    shutil.copytree(golden, tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").unlink()
+    with pytest.raises(bundle.BundleError, match=r"no manifest\.json"):
+        Codec.load(tmp_path / "b")
