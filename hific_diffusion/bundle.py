@@ -29,6 +29,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from hific_diffusion import atomic
 from hific_diffusion.codec.tables import DiscreteTables
 from hific_diffusion.hashing import sha256_file
 
@@ -159,15 +160,15 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
             raise BundleError(f"table name {name!r} must be an identifier")
         files[f"tables/{name}.bin"] = t.to_bytes()
     (path / "tables").mkdir(exist_ok=True)
-    for rel, data in files.items():
-        (path / rel).write_bytes(data)
+    for rel, data in files.items():  # each file atomic; the manifest last
+        atomic.write_bytes(path / rel, data)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "fingerprint": fingerprint.hex() if fingerprint is not None else None,
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic.write_text(path / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -198,21 +199,22 @@ def load_bundle(path) -> Bundle:
             raise BundleError(f"bundle file missing: {f}")
         if sha256_file(f) != digest:
             raise BundleError(f"bundle file altered (sha256 mismatch): {f}")
-    try:
-        config = config_from_json((path / "config.json").read_text())
-        tables = {
-            Path(rel).stem: DiscreteTables.from_bytes((path / rel).read_bytes())
-            for rel in files
-            if rel.startswith("tables/")
-        }
-        params = {}
-        for name in MODELS:
-            rel = f"weights/{name}.npz"
-            if rel in files:
-                with np.load(path / rel, allow_pickle=False) as z:
-                    params[name] = {k: z[k] for k in z.files}
-    except (ValueError, OSError, KeyError) as e:
-        raise BundleError(f"cannot read bundle {path}: {e}") from None
+    from hific_diffusion import bundle_read
+
+    config = bundle_read.read_config(path / "config.json")
+    tables = {}
+    for rel in sorted(files):
+        if rel.startswith("tables/"):
+            try:
+                tables[Path(rel).stem] = DiscreteTables.from_bytes((path / rel).read_bytes())
+            except (ValueError, OSError) as e:
+                raise BundleError(f"bundle file {path / rel} is not a coding table ({e})") from None
+    params = {
+        name: bundle_read.read_weights(path / f"weights/{name}.npz")
+        for name in MODELS
+        if f"weights/{name}.npz" in files
+    }
+    bundle_read.check_config(config, params, path / "config.json")
     return Bundle(path, config, params, tables, manifest.get("fingerprint"))
 
 
@@ -229,16 +231,17 @@ def _constructor(kind: str, config):
     return lambda: UNet(config.diffusion.unet, rngs=nnx.Rngs(0))
 
 
-def _fill_abstract(ctor, flat: dict[str, np.ndarray]):
+def _fill_abstract(ctor, flat: dict[str, np.ndarray], name: str, exact: bool):
     """Builds the module abstractly (no initializer runs: they cost a compile
-    per weight shape) and fills every leaf from ``flat``; None if ``flat``
-    does not cover the module exactly (then the caller initializes)."""
+    per weight shape) and fills every leaf from ``flat``. A weight of another
+    shape is a BundleError; if ``flat`` lacks leaves or has extra ones, that is
+    a BundleError when ``exact``, else None (then the caller initializes)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
     graphdef, state = nnx.split(nnx.eval_shape(ctor))
-    items, seen = [], set()
+    items, seen, missing = [], set(), []
     for path, leaf in nnx.to_flat_state(state):
         key = _SEP.join(map(str, path))
         want = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
@@ -249,8 +252,14 @@ def _fill_abstract(ctor, flat: dict[str, np.ndarray]):
             leaf.set_value(jnp.zeros(want.shape, want.dtype))
         else:
             arr = flat.get(key)
-            if arr is None or tuple(arr.shape) != tuple(want.shape):
-                return None
+            if arr is None:
+                missing.append(key)
+                continue
+            if tuple(arr.shape) != tuple(want.shape):
+                raise BundleError(
+                    f"{name} weight {key} has shape {tuple(arr.shape)}, the model built "
+                    f"from the config needs {tuple(want.shape)}"
+                )
             seen.add(key)
             value = jnp.asarray(arr, dtype=want.dtype)
             if isinstance(leaf, nnx.Variable):
@@ -258,16 +267,26 @@ def _fill_abstract(ctor, flat: dict[str, np.ndarray]):
             else:
                 leaf = value
         items.append((path, leaf))
-    if seen != set(flat):
+    extra = sorted(set(flat) - seen)
+    if missing or extra:
+        if exact:
+            raise BundleError(
+                f"{name} weights do not match the model built from the config "
+                f"(missing {missing[:3]}, unexpected {extra[:3]})"
+            )
         return None
     return nnx.merge(graphdef, nnx.from_flat_state(items))
 
 
-def build_module(kind: str, config, flat: dict[str, np.ndarray], name: str):
-    """The ``kind`` ("autoencoder" | "unet") module of ``config`` holding ``flat``."""
+def build_module(kind: str, config, flat: dict[str, np.ndarray], name: str, exact: bool = False):
+    """The ``kind`` ("autoencoder" | "unet") module of ``config`` holding ``flat``.
+
+    ``exact`` (bundles): ``flat`` must hold every leaf. Otherwise (e.g.
+    Params-only checkpoints) a module is initialized and the leaves assigned.
+    """
     ctor = _constructor(kind, config)
-    module = _fill_abstract(ctor, flat)
-    if module is None:  # e.g. Params-only checkpoints: initialize, then assign
+    module = _fill_abstract(ctor, flat, name, exact)
+    if module is None:
         module = ctor()
         assign_flat(module, flat, name)
     return module
@@ -284,16 +303,46 @@ def codec_from_flat(codec_cls, config, params, tables=None):
     return codec_cls(config, ae, **gens, tables=tables)
 
 
+# What building a module from a (hash-verified but wrong) config can raise.
+_BUILD_ERRORS = (
+    ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, OverflowError
+)  # fmt: skip
+
+
+def _bundle_module(path, b: Bundle, name: str):
+    ae = name == "autoencoder"
+    kind, section = ("autoencoder", "model") if ae else ("unet", "diffusion.unet")
+    try:
+        return build_module(kind, b.config, b.params[name], name, exact=True)
+    except BundleError as e:
+        raise BundleError(
+            f"bundle {path}: weights/{name}.npz does not fit config.json {section}: {e}"
+        ) from None
+    except _BUILD_ERRORS as e:
+        raise BundleError(
+            f"bundle {path}: config.json {section} cannot build the {name} "
+            f"({type(e).__name__}: {e})"
+        ) from None
+
+
 def codec_from_bundle(codec_cls, path):
+    """A Codec of a verified bundle; every fault is a BundleError naming the file and field."""
     b = load_bundle(path)
     if set(b.tables) != {"z", "y"}:
         raise BundleError(f"bundle {path}: expected tables z and y, found {sorted(b.tables)}")
+    ae = _bundle_module(path, b, "autoencoder")
+    gens = {
+        kind: _bundle_module(path, b, f"unet_{kind}")
+        for kind in ("diffusion", "flow")
+        if f"unet_{kind}" in b.params
+    }
     try:
-        codec = codec_from_flat(codec_cls, b.config, b.params, b.tables)
-    except ValueError as e:
-        if isinstance(e, BundleError):
-            raise
-        raise BundleError(f"bundle {path}: {e}") from None
+        codec = codec_cls(b.config, ae, **gens, tables=b.tables)
+    except _BUILD_ERRORS as e:
+        raise BundleError(
+            f"bundle {path}: tables/z.bin and tables/y.bin cannot code with "
+            f"weights/autoencoder.npz ({e})"
+        ) from None
     if b.fingerprint is not None and codec.fingerprint.hex() != b.fingerprint:
         raise BundleError(
             f"bundle {path}: the rebuilt model's fingerprint differs from the manifest's"

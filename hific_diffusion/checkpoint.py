@@ -22,6 +22,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from hific_diffusion import atomic
+
 
 class CheckpointError(RuntimeError):
     """A missing, unreadable or mismatched checkpoint."""
@@ -90,7 +92,7 @@ def restore(mgr: ocp.CheckpointManager, abstract: dict, data_iter=None, step=Non
 def save_config(workdir, config: ml_collections.ConfigDict) -> None:
     path = Path(workdir).expanduser() / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    atomic.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:

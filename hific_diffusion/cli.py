@@ -7,19 +7,27 @@
 
 IN may be a file, a directory or a glob; with more than one input OUT is a
 directory (created) and each output is named after its input. Every expected
-failure (bad bitstream, bad image, bad bundle, missing file) prints one
-``error: ...`` line on stderr and exits with status 2.
+failure (bad bitstream, bad image, bad bundle, missing file, bad argument)
+prints one ``error: ...`` line on stderr and exits with status 2.
+
+Before any slow work (loading the model, coding) the arguments are checked,
+no output may be one of the inputs (or two inputs share an output), and
+every output must be writable. Outputs are written atomically
+(``hific_diffusion.atomic``): an interrupted run leaves the previous file or
+none, never a partial one.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from hific_diffusion import images
+from hific_diffusion import atomic, images
 from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError
@@ -37,7 +45,9 @@ def _expected_errors():
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.pipeline import CodecError
 
-    return (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
+    errors = (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
+    ckpt = sys.modules.get("hific_diffusion.checkpoint")  # only raised once imported
+    return errors + ((ckpt.CheckpointError,) if ckpt else ())
 
 
 def _one_line(e: BaseException) -> str:
@@ -78,6 +88,55 @@ def _outputs(inputs: list[Path], many: bool, out: str, suffix: str) -> list[Path
     return [d / (f.stem + suffix) for f in inputs]
 
 
+def _check_outputs(inputs: list[Path], outs: list[Path]) -> None:
+    """Refuses, before any work, an output that is one of the inputs (by name,
+    link or inode), two inputs that would write the same output, and an
+    output that cannot be written."""
+
+    def key(p: Path):
+        try:
+            st = p.stat()
+            return (st.st_dev, st.st_ino)
+        except OSError:
+            return None
+
+    input_keys = {key(p) for p in inputs} - {None}
+    input_paths = {os.path.realpath(p) for p in inputs}
+    writers: dict[str, Path] = {}
+    for src, dst in zip(inputs, outs, strict=True):
+        real = os.path.realpath(dst)
+        if real in input_paths or (key(dst) is not None and key(dst) in input_keys):
+            raise CliError(f"output {dst} is also an input; refusing to overwrite it")
+        if real in writers:
+            raise CliError(f"inputs {writers[real]} and {src} would both write {dst}")
+        writers[real] = src
+        try:
+            atomic.check_writable(dst)
+        except OSError as e:
+            raise CliError(f"cannot write {dst}: {e.strerror or e}") from None
+
+
+def _check_range(name: str, value, lo, hi=None) -> None:
+    if value is None:
+        return
+    ok = math.isfinite(value) and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        want = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise CliError(f"{name} must be {want}, got {value}")
+
+
+def _one_line_warnings(default):
+    """``warnings.showwarning`` that prints the project's ImageWarning as one line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, images.ImageWarning):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _load_codec(model: str | None):
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.pipeline import Codec
@@ -114,15 +173,20 @@ def _run_many(pairs, many, desc, fn, progress=True) -> int:
 
 
 def cmd_compress(args) -> int:
+    from hific_diffusion.pipeline import MAX_STEPS_HINT
+
+    _check_range("--steps", args.steps, 0, MAX_STEPS_HINT)
     inputs, many = expand_inputs(args.input, IMAGE_EXTS)
     outs = _outputs(inputs, many, args.output, ".hfd")
-    if not many:  # a bad image is reported before the slow model load
-        images.load(inputs[0])
+    _check_outputs(inputs, outs)
+    # A bad image is reported before the slow model load.
+    first = None if many else images.load(inputs[0])
     codec = _load_codec(args.model)
 
     def one(src, dst):
-        data = codec.compress(src, decoder=args.decoder, steps=args.steps or 0, seed=args.seed or 0)
-        dst.write_bytes(data)
+        x = first if first is not None else images.load(src)
+        data = codec.compress(x, decoder=args.decoder, steps=args.steps, seed=args.seed)
+        atomic.write_bytes(dst, data)
         if not many:
             h, _ = bitstream.unpack(data)
             print(f"{dst}: {len(data)} bytes, {len(data) * 8 / (h.height * h.width):.4f} bpp")
@@ -131,8 +195,14 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
+    _check_range("--steps", args.steps, 1)
+    _check_range("--seed", args.seed, 0, 2**32 - 1)
+    _check_range("--noise-level", args.noise_level, 0.0, 1.0)
+    _check_range("--tile", args.tile, 0)
+    _check_range("--overlap", args.overlap, 0)
     inputs, many = expand_inputs(args.input, {".hfd"})
     outs = _outputs(inputs, many, args.output, ".png")
+    _check_outputs(inputs, outs)
     from hific_diffusion.pipeline import read_file
 
     if not many:  # a bad bitstream is reported before the slow model load
@@ -225,6 +295,8 @@ def main(argv=None) -> int:
     if getattr(args, "model", None) is None:
         args.model = args.global_model
     enable_compilation_cache()
+    default_show = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(default_show)
     try:
         return args.fn(args)
     except _expected_errors() as e:
@@ -233,6 +305,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = default_show
 
 
 if __name__ == "__main__":

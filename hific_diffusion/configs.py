@@ -161,3 +161,57 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = data_config()
     config.eval = eval_config()
     return config
+
+
+def _kind_ok(default, value) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple | list):
+        if not isinstance(value, tuple | list):
+            return False
+        return not default or all(_kind_ok(default[0], v) for v in value)
+    return True
+
+
+def type_problem(node, defaults: ml_collections.ConfigDict, where: str) -> str | None:
+    """The first field of ``node`` whose type differs from its default's, as a
+    sentence (``"model.M is 'x', expected an integer"``), or None.
+
+    ``node`` must be a ConfigDict; fields the defaults lack, and fields
+    ``node`` lacks, are not judged (older configs miss newer fields). Nested
+    sections are checked recursively.
+    """
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    if not isinstance(node, ml_collections.ConfigDict):
+        return f"{where} is {_show(node)}, expected a section (a JSON object)"
+    for key, default in defaults.items():
+        if key not in node:
+            continue
+        value = node[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            problem = type_problem(value, default, f"{where}.{key}")
+            if problem:
+                return problem
+        elif not _kind_ok(default, value):
+            if isinstance(default, tuple | list) and default:
+                want = f"a list of {plural.get(type(default[0]), 'values')}"
+            elif isinstance(default, tuple | list):
+                want = "a list"
+            else:
+                want = names.get(type(default), type(default).__name__)
+            return f"{where}.{key} is {_show(value)}, expected {want}"
+    return None
+
+
+def _show(value) -> str:
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

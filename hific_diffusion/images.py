@@ -4,39 +4,117 @@ Conversion rules (applied in this order):
 
 1. EXIF orientation is applied (``PIL.ImageOps.exif_transpose``), so the
    array is upright as a viewer shows it.
-2. 16-bit and 32-bit integer data (PIL modes ``I;16*``, ``I``) and 16-bit
-   arrays map to 8 bits by ``round(x / 257)`` (65535 -> 255); float arrays
-   are taken as [0, 1] and mapped by ``round(255 x)``.
+2. 16-bit and 32-bit integer data (PIL modes ``I;16*``, ``I``), 16-bit colour
+   PNG and TIFF files (read at full depth with ``imagecodecs``: PIL would
+   truncate them to the high byte) and 16-bit arrays map to 8 bits by
+   ``round(x / 257)`` (65535 -> 255); float arrays are taken as [0, 1] and
+   mapped by ``round(255 x)``.
 3. Grayscale (``L``, ``1``, 2-D arrays) is replicated into R, G and B.
 4. Palette images (``P``) are expanded to RGB (or RGBA if the palette has
    transparency, then rule 5).
 5. Alpha (``RGBA``, ``LA``, ``PA``) is composited over white: a learned
    codec has no alpha channel, and white is what most viewers show.
 6. CMYK, YCbCr, LAB, HSV are converted by PIL to RGB.
+7. An animated or multi-page file (GIF, APNG, TIFF, ...) gives its first
+   frame, with a warning (``ImageWarning``).
 
-Any size from 1x1 up to ``bitstream.MAX_SIDE`` per side is accepted.
+Size limit (the one the ``.hfd`` header can carry, ``bitstream.size_problem``):
+1 to 65535 pixels per side and at most 2**28 pixels in all (e.g. 16384 x
+16384). It is checked from the file header, before any pixel is decoded and
+instead of PIL's decompression-bomb check, so an oversized file costs no
+memory and gets this project's message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from hific_diffusion.codec.bitstream import MAX_PIXELS, MAX_SIDE
+from hific_diffusion import atomic
+from hific_diffusion.codec.bitstream import size_problem
 
 
 class ImageError(ValueError):
     """An input that is not a usable image (missing, unreadable, wrong shape)."""
 
 
+class ImageWarning(UserWarning):
+    """An input that is used, but not all of it (e.g. the first frame of an animation)."""
+
+
 def _check_size(h: int, w: int) -> None:
-    if h < 1 or w < 1 or h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+    problem = size_problem(h, w)
+    if problem:
+        raise ImageError(f"image size {h}x{w} unsupported ({problem})")
+
+
+# PIL's decompression-bomb check would fire first, with its own limit and
+# message; while this module opens and decodes a file it is off, and
+# _check_size (same limit as the bitstream) decides. Other threads see PIL's
+# check off for that time, so the switch is serialized.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _our_size_limit():
+    with _PIL_LIMIT_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _deep_colour_rawmode(img: Image.Image) -> bool:
+    """Whether PIL would read ``img`` (RGB, RGBA, LA) dropping the low byte of 16-bit samples."""
+    if img.format not in ("PNG", "TIFF") or not img.tile:
+        return False
+    args = img.tile[0].args
+    rawmode = args if isinstance(args, str) else (args[0] if args else "")
+    base, _, bits = str(rawmode).partition(";")
+    return base in ("RGB", "RGBA", "LA") and bits.startswith("16")
+
+
+def _read_deep_colour(path: str, img: Image.Image) -> np.ndarray:
+    """A 16-bit colour PNG or TIFF at full depth -> uint8 HxWx3 by round(x / 257)."""
+    import imagecodecs
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        decode = imagecodecs.png_decode if img.format == "PNG" else imagecodecs.tiff_decode
+        arr = np.asarray(decode(data))
+    except Exception as e:  # noqa: BLE001 - imagecodecs raises its own error types
+        raise ImageError(f"cannot read 16-bit image {path}: {e}") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[:2] != (img.height, img.width) or arr.dtype != np.uint16:
         raise ImageError(
-            f"image size {h}x{w} unsupported (1..{MAX_SIDE} per side, at most {MAX_PIXELS} pixels)"
+            f"cannot read 16-bit image {path}: decoded {arr.dtype} {arr.shape}, "
+            f"header says {img.height}x{img.width}"
         )
+    rgb = Image.fromarray(to_uint8_rgb(arr))
+    method = _ORIENTATION.get(img.getexif().get(0x0112))
+    if method is not None:
+        rgb = rgb.transpose(method)
+    return np.ascontiguousarray(np.asarray(rgb, np.uint8))
 
 
 def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -107,19 +185,27 @@ def load(path) -> np.ndarray:
     if os.path.isdir(path):
         raise ImageError(f"is a directory, not an image: {path}")
     try:
-        with warnings.catch_warnings():
-            # Our own size cap (checked before decoding pixels) governs.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                _check_size(img.height, img.width)
+        with _our_size_limit(), Image.open(path) as img:
+            _check_size(img.height, img.width)  # from the header: no pixel decoded yet
+            animated = bool(getattr(img, "is_animated", False))
+            if _deep_colour_rawmode(img):
+                out = _read_deep_colour(path, img)
+            else:
                 img.load()
-                return from_pil(img)
+                out = from_pil(img)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise ImageError(
             f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
+    if animated:
+        warnings.warn(
+            f"{path} has several frames (animated or multi-page); using the first",
+            ImageWarning,
+            stacklevel=2,
+        )
+    return out
 
 
 def as_uint8_rgb(image) -> np.ndarray:
@@ -134,14 +220,16 @@ def as_uint8_rgb(image) -> np.ndarray:
 
 
 def save(path, image: np.ndarray) -> None:
-    """Writes uint8 HxWx3; the format follows the file extension (PNG if none known)."""
+    """Writes uint8 HxWx3 atomically (``atomic.atomic_write``): ``path`` holds the
+    complete image or its previous content, never a partial file. The format
+    follows the file extension (PNG if none known)."""
     path = os.fspath(path)
     img = Image.fromarray(np.asarray(image, np.uint8))
-    ext = os.path.splitext(path)[1].lower()
-    fmt = None if ext in Image.registered_extensions() else "PNG"
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
     try:
-        img.save(path, format=fmt)
-    except OSError as e:
+        with atomic.atomic_write(path) as f:
+            img.save(f, format=fmt)
+    except (OSError, ValueError) as e:
         raise ImageError(f"cannot write image {path}: {e}") from None
 
 

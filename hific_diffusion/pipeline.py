@@ -21,6 +21,7 @@ from hific_diffusion.codec.bitstream import BitstreamError, Header
 
 PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 GENERATIVE = ("diffusion", "flow")
+MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
 class CodecError(ValueError):
@@ -89,7 +90,8 @@ class Codec:
 
         The default is ``$HFD_DEFAULT_BUNDLE`` or the bundle shipped in
         ``hific_diffusion/assets/default_bundle``; without one, a
-        ``bundle.BundleError`` says so.
+        ``bundle.BundleError`` says so, as it does for a directory that is
+        neither a bundle (no ``manifest.json``) nor a workdir (no ``checkpoints/``).
         """
         from hific_diffusion import bundle
 
@@ -100,7 +102,13 @@ class Codec:
         path = Path(path)
         if (path / "manifest.json").is_file() or not path.is_dir():
             return cls.from_bundle(path)
-        return cls.from_checkpoint(path)
+        if (path / "checkpoints").is_dir():
+            return cls.from_checkpoint(path)
+        empty = "" if any(path.iterdir()) else " (the directory is empty)"
+        raise bundle.BundleError(
+            f"{path} is neither a model bundle (no manifest.json) nor a training "
+            f"workdir (no checkpoints/){empty}"
+        )
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -141,8 +149,16 @@ class Codec:
         ``decoder``, ``steps`` (0: the model's default) and ``seed`` are hints
         stored in the header; they cost no bits of image content.
         """
-        if decoder not in ("mse",) + GENERATIVE:
-            raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
+        _check_decoder_name(decoder)
+        steps = 0 if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
+            raise CodecError(f"steps must be an integer, got {steps!r}")
+        if not 0 <= steps <= MAX_STEPS_HINT:
+            raise CodecError(
+                f"steps must be in [0, {MAX_STEPS_HINT}] (the header's 16-bit field), got {steps}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise CodecError(f"seed must be an integer, got {seed!r}")
         x01, h, w = self._prepare(image)
         sections = _coding().compress_latents(self.coding, x01)
         header = Header(
@@ -150,7 +166,7 @@ class Codec:
             width=w,
             fingerprint=self._short_fp,
             decoder=decoder,
-            steps=int(steps or 0),
+            steps=int(steps),
             seed=int(seed) % (1 << 32),
         )
         return bitstream.pack(header, list(sections))
@@ -174,6 +190,9 @@ class Codec:
     def decompress_mse(self, data: bytes) -> tuple[Header, np.ndarray]:
         """Bytes -> (header, x_mse float32[1, H, W, 3] in [0, 1], cropped)."""
         header, sections = self.read_header(data)
+        return header, self._decode_mse(header, sections)
+
+    def _decode_mse(self, header: Header, sections: list[bytes]) -> np.ndarray:
         ph = header.height + (-header.height) % PAD_MULTIPLE
         pw = header.width + (-header.width) % PAD_MULTIPLE
         try:
@@ -183,7 +202,7 @@ class Codec:
         except (ValueError, IndexError, AssertionError, OverflowError) as e:
             raise BitstreamError(f"cannot decode the latent sections ({e})") from None
         x = np.asarray(x, np.float32)
-        return header, images.crop(x, header.height, header.width)
+        return images.crop(x, header.height, header.width)
 
     def decompress(
         self,
@@ -198,48 +217,52 @@ class Codec:
     ) -> np.ndarray:
         """``.hfd`` bytes -> uint8 HxWx3.
 
-        ``decoder=None`` uses the header's hint; ``seed=None`` the header's
-        seed, so the same bytes give the same image on the same platform;
-        ``steps=None`` the header's hint, else the config's default.
+        ``decoder=None`` uses the header's hint; any other value must be one
+        of "mse", "diffusion", "flow" (exactly; else ``CodecError``).
+        ``seed=None`` uses the header's seed, so the same bytes give the same
+        image on the same platform; ``steps=None`` the header's hint, else the
+        config's default. Every argument is checked before any decoding.
         """
-        header, x_mse = self.decompress_mse(data)
-        decoder = decoder or header.decoder
+        if decoder is not None:
+            _check_decoder_name(decoder)
+        header, sections = self.read_header(data)
+        decoder = header.decoder if decoder is None else decoder
         if decoder == "mse":
-            out = x_mse
-        elif decoder in GENERATIVE:
-            out = self._generate(
-                header, x_mse, decoder, steps, seed, noise_level, tile, overlap, progress
-            )
-        else:
-            raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
-        return np.round(np.clip(np.asarray(out, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
-
-    def _generate(self, header, x_mse, kind, steps, seed, noise_level, tile, overlap, progress):
-        gen = self._generators[kind]
+            return _to_uint8(self._decode_mse(header, sections))
+        gen = self._generators[decoder]
         if gen is None:
             raise CodecError(
-                f"this model has no {kind} decoder (available: {', '.join(self.decoders)})"
+                f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
             )
         from hific_diffusion.diffusion import decode
 
-        graphdef, state = gen
+        # None falls back to the header's hints, then to the config.
+        kw = dict(
+            steps=steps if steps is not None else (header.steps or None),
+            seed=header.seed if seed is None else seed,
+            noise_level=noise_level,
+            tile=tile,
+            overlap=overlap,
+        )
+        cfg = self.config.diffusion
         try:
-            return decode.generate(
-                graphdef,
-                state,
-                x_mse,
-                kind=kind,
-                cfg=self.config.diffusion,
-                # None falls back to the header's hint, then to the config.
-                steps=steps if steps is not None else (header.steps or None),
-                seed=header.seed if seed is None else int(seed),
-                noise_level=noise_level,
-                tile=tile,
-                overlap=overlap,
-                progress=progress,
-            )
+            decode.check_args(cfg, decoder, **kw)
+            x_mse = self._decode_mse(header, sections)
+            out = decode.generate(*gen, x_mse, kind=decoder, cfg=cfg, progress=progress, **kw)
+        except BitstreamError:
+            raise
         except ValueError as e:  # decode.GenerateError / patches.TilingError
-            raise CodecError(f"{kind} decoder: {e}") from None
+            raise CodecError(f"{decoder} decoder: {e}") from None
+        return _to_uint8(out)
+
+
+def _check_decoder_name(decoder) -> None:
+    if not isinstance(decoder, str) or decoder not in bitstream.DECODERS:
+        raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
+
+
+def _to_uint8(x) -> np.ndarray:
+    return np.round(np.clip(np.asarray(x, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hific_diffusion import images
+from hific_diffusion import atomic, images
 from hific_diffusion.codec import bitstream, coding
 from hific_diffusion.codec.bitstream import BitstreamError, Header
 from hific_diffusion.codec.tables import DiscreteTables
@@ -110,7 +110,7 @@ def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
         files[rel] = bytes(exp.serialize())
         functions[name] = rel
     for rel, data in files.items():
-        (out / rel).write_bytes(data)
+        atomic.write_bytes(out / rel, data)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -123,7 +123,7 @@ def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
         "functions": functions,
         "files": {rel: _sha256(data) for rel, data in sorted(files.items())},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return out
 
 

@@ -1,4 +1,7 @@
+import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,4 +82,83 @@ def test_manifest_path_escape_is_refused(saved):
     m["files"]["../outside"] = "0" * 64
     (path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="missing"):
+        bundle.load_bundle(path)
+
+
+# ----------------------------------------------------- faults behind valid hashes
+GOLDEN_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "golden_coding" / "bundle"
+
+
+def _rehash(path):
+    """Makes the manifest match whatever the files now hold (a careful forger)."""
+    m = json.loads((path / "manifest.json").read_text())
+    m["files"] = {rel: hashlib.sha256((path / rel).read_bytes()).hexdigest() for rel in m["files"]}
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def _edit_config(fn):
+    def edit(path):
+        c = json.loads((path / "config.json").read_text())
+        fn(c)
+        (path / "config.json").write_text(json.dumps(c))
+
+    return edit
+
+
+def _corrupt_middle(path):
+    w = path / "weights" / "autoencoder.npz"
+    b = bytearray(w.read_bytes())
+    b[len(b) // 2 : len(b) // 2 + 64] = bytes(64)
+    w.write_bytes(bytes(b))
+
+
+def _nan_weight(path):
+    w = path / "weights" / "autoencoder.npz"
+    with np.load(w) as z:
+        arrays = {k: z[k] for k in z.files}
+    key = sorted(k for k in arrays if arrays[k].dtype.kind == "f")[0]
+    arrays[key] = np.full_like(arrays[key], np.nan)
+    with open(w, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize(
+    "tamper, fragments",
+    [
+        (_edit_config(lambda c: c["model"].update(M=96)), ["config.json model", "M=96"]),
+        (_edit_config(lambda c: c.pop("model")), ["config.json", "'model'"]),
+        (_edit_config(lambda c: c.update(model=None)), ["config.json", "model is null"]),
+        (_edit_config(lambda c: c["model"].update(num_scales="x")), ["model.num_scales"]),
+        (_edit_config(lambda c: c["model"].update(N=7)), ["weights/autoencoder.npz", "model"]),
+        (_corrupt_middle, ["weights/autoencoder.npz"]),
+        (lambda p: (p / "weights" / "autoencoder.npz").write_bytes(b"PK"), ["autoencoder.npz"]),
+        (_nan_weight, ["autoencoder.npz", "NaN"]),
+        (lambda p: (p / "tables" / "z.bin").write_bytes(b"HFDTAB1\0"), ["tables/z.bin"]),
+    ],
+    ids=[
+        "model_M_96", "no_model_key", "model_null", "num_scales_string", "weights_of_other_N",
+        "npz_corrupted", "npz_not_a_zip", "nan_weight", "table_cut",
+    ],
+)  # fmt: skip
+def test_faults_behind_matching_hashes_are_bundle_errors_naming_file_and_field(
+    tmp_path, tamper, fragments
+):
+    from hific_diffusion.pipeline import Codec
+
+    path = tmp_path / "b"
+    shutil.copytree(GOLDEN_BUNDLE, path)
+    tamper(path)
+    _rehash(path)
+    with pytest.raises(BundleError) as e:
+        Codec.load(path)
+    assert type(e.value) is BundleError
+    assert all(f in str(e.value) for f in fragments), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_unet_bundle_whose_config_has_no_unet_section_is_refused(saved):
+    path = saved[0]
+    _edit_config(lambda c: c["diffusion"].update(unet=None))(path)
+    _rehash(path)
+    with pytest.raises(BundleError, match=r"config.json: diffusion.unet is null"):
         bundle.load_bundle(path)

@@ -189,3 +189,83 @@ def test_bitstream_from_another_bundle_exits_2(bundles, tmp_path):
     (tmp_path / "a.hfd").write_bytes(codecs["a"].compress(np.zeros((9, 9, 3), np.uint8)))
     proc = run_cli("decompress", "--model", root / "b", tmp_path / "a.hfd", tmp_path / "o.png")
     assert_clean_error(proc, "different model")
+
+
+# ------------------------------------------------------------------ issue 18
+GOLDEN = ROOT / "tests" / "fixtures" / "golden_coding"
+
+
+def test_model_directory_that_is_not_a_bundle_exits_2_with_one_line(tmp_path):
+    import shutil
+
+    (tmp_path / "e").mkdir()
+    shutil.copytree(GOLDEN / "bundle", tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").unlink()
+    for model in ("e", "b"):
+        proc = run_cli(
+            "decompress", GOLDEN / "photo.hfd", tmp_path / "o.png", "--model", tmp_path / model
+        )
+        assert_clean_error(proc, "is neither a model bundle (no manifest.json)")
+        assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["compress", "IN.png", "o.hfd", "--steps", "70000"], "--steps must be in [0, 65535]"),
+        (["compress", "IN.png", "o.hfd", "--steps", "-1"], "--steps must be in [0, 65535]"),
+        (["decompress", "IN.hfd", "o.png", "--steps", "0"], "--steps must be >= 1"),
+        (["decompress", "IN.hfd", "o.png", "--seed", "-1"], "--seed must be in"),
+        (["decompress", "IN.hfd", "o.png", "--noise-level", "nan"], "--noise-level must be"),
+        (["decompress", "IN.hfd", "o.png", "--tile", "-64"], "--tile must be >= 0"),
+        (["compress", "IN.png", "nowhere/o.hfd"], "cannot write"),
+        (["compress", "IN.png", "."], "cannot write"),
+        (["decompress", "IN.hfd", "IN.png/o.png"], "cannot write"),
+    ],
+)
+def test_bad_arguments_and_unwritable_outputs_fail_before_any_work(tmp_path, args, fragment):
+    """--model names no bundle: an error about the arguments proves they came first."""
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "IN.png")
+    _hfd(tmp_path / "IN.hfd")
+    args = [a.replace("IN", str(tmp_path / "IN")) for a in args]
+    proc = run_cli(*args, "--model", tmp_path / "no_such_bundle", cwd=tmp_path)
+    assert_clean_error(proc, fragment)
+
+
+def _refused(proc, inputs: dict):
+    assert_clean_error(proc, "is also an input; refusing to overwrite it")
+    for path, data in inputs.items():
+        assert path.read_bytes() == data
+
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
+    Image.fromarray(np.full((4, 4, 3), 9, np.uint8)).save(tmp_path / "a.png")
+    _hfd(tmp_path / "a.hfd")
+    kept = {p: p.read_bytes() for p in (tmp_path / "a.png", tmp_path / "a.hfd")}
+    model = ("--model", tmp_path / "no_such_bundle")
+    _refused(run_cli("compress", tmp_path / "a.png", tmp_path / "a.png", *model), kept)
+    _refused(run_cli("decompress", "a.hfd", "./a.hfd", *model, cwd=tmp_path), kept)
+    (tmp_path / "link.hfd").symlink_to(tmp_path / "a.png")
+    _refused(run_cli("compress", tmp_path / "a.png", tmp_path / "link.hfd", *model), kept)
+    # Globs are not filtered by extension: a.png -> ./a.hfd, a.hfd -> ./a.png.
+    _refused(run_cli("compress", f"{tmp_path}/a.*", tmp_path, *model), kept)
+    _refused(run_cli("decompress", f"{tmp_path}/a.*", tmp_path, *model), kept)
+
+
+def test_two_inputs_that_would_write_one_output_are_refused(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("x.png", "x.jpg"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / name)
+    proc = run_cli("compress", src, tmp_path / "out", "--model", tmp_path / "no_such_bundle")
+    assert_clean_error(proc, "would both write")
+
+
+def test_an_animated_gif_warns_on_one_line(tmp_path):
+    frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    proc = run_cli("compress", tmp_path / "a.gif", tmp_path / "o.hfd", "--model", tmp_path / "nb")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("error: no model bundle"), proc.stderr
+    assert lines[0].startswith("warning: ") and "using the first" in lines[0]

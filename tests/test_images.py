@@ -1,9 +1,14 @@
+import struct
+import warnings
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from hific_diffusion import images
-from hific_diffusion.images import ImageError
+from hific_diffusion.codec import bitstream
+from hific_diffusion.images import ImageError, ImageWarning
 
 
 def test_grayscale_is_replicated_into_rgb(tmp_path):
@@ -104,3 +109,89 @@ def test_pad_then_crop_is_identity_and_padding_repeats_edges():
     assert np.array_equal(images.crop(p, 63, 65), x)
     assert images.pad_to_multiple(p, 64) is p
     assert images.pad_to_multiple(x[None], 64).shape == (1, 64, 128, 3)
+
+
+@pytest.mark.parametrize(
+    "fmt, channels",
+    [("png", 3), ("png", 4), ("png", 2), ("tiff", 3), ("tiff", 4)],
+    ids=["png_rgb", "png_rgba", "png_gray_alpha", "tiff_rgb", "tiff_rgba"],
+)
+def test_sixteen_bit_colour_maps_to_eight_bit_by_rounding_x_over_257(tmp_path, fmt, channels):
+    """PIL reads 16-bit colour by keeping the high byte (x >> 8): 1 in 4 values off by one."""
+    import imagecodecs
+
+    rng = np.random.default_rng(channels)
+    x = rng.integers(0, 65536, (6, 9, channels), dtype=np.uint16)
+    x[..., -1] = 65535 if channels != 3 else x[..., -1]  # opaque: alpha leaves colour alone
+    x[0, :3, 0] = [200, 65300, 65535]  # >> 8 gives 0, 255, 255; round(x / 257) 1, 254, 255
+    encode = imagecodecs.png_encode if fmt == "png" else imagecodecs.tiff_encode
+    (tmp_path / f"c.{fmt}").write_bytes(encode(x))
+    out = images.load(tmp_path / f"c.{fmt}")
+    want = np.round(x[..., : 3 if channels != 2 else 1] / 257.0).astype(np.uint8)
+    assert out.shape == (6, 9, 3)
+    assert np.array_equal(out, np.broadcast_to(want, out.shape))
+    assert out[0, :3, 0].tolist() == [1, 254, 255]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares a size and holds (almost) no pixels."""
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "width, height",
+    [(16384, 16384), (65535, 1), (1, 65535), (14000, 14000)],
+    ids=["2^28_pixels", "widest", "tallest", "above_pil_bomb_limit"],
+)
+def test_sizes_within_the_limit_pass_the_size_check(tmp_path, width, height):
+    """Accepted from the header (what fails, if anything, is the missing pixel data);
+    14000 x 14000 is past PIL's decompression-bomb error, which no longer decides."""
+    assert bitstream.size_problem(height, width) is None
+    (tmp_path / "big.png").write_bytes(_png_header(width, height))
+    try:
+        out = images.load(tmp_path / "big.png")
+    except ImageError as e:
+        assert "unsupported" not in str(e) and "bomb" not in str(e), e
+    else:  # PIL may fill a short image (here 1 x 65535) instead of failing
+        assert out.shape == (height, width, 3)
+
+
+@pytest.mark.parametrize(
+    "width, height, fragment",
+    [
+        (16385, 16384, "2^28 pixels"),
+        (20000, 20000, "2^28 pixels"),
+        (65536, 1, "1..65535"),
+        (1, 65536, "1..65535"),
+    ],
+)
+def test_sizes_beyond_the_limit_get_our_message_before_any_pixel(tmp_path, width, height, fragment):
+    (tmp_path / "big.png").write_bytes(_png_header(width, height))
+    with pytest.raises(ImageError, match="unsupported") as e:
+        images.load(tmp_path / "big.png")
+    assert fragment in str(e.value) and f"{height}x{width}" in str(e.value)
+    # Arrays: the same limit, checked before any conversion (a broadcast view costs nothing).
+    view = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (height, width, 3))
+    with pytest.raises(ImageError, match=fragment.replace("^", r"\^")):
+        images.to_uint8_rgb(view)
+
+
+def test_animated_gif_gives_its_first_frame_with_a_one_line_warning(tmp_path):
+    frames = [Image.fromarray(np.full((4, 5, 3), v, np.uint8)) for v in (30, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(ImageWarning, match="first") as rec:
+        out = images.load(tmp_path / "a.gif")
+    assert len(rec) == 1 and "\n" not in str(rec[0].message)
+    assert out.shape == (4, 5, 3) and abs(int(out[0, 0, 0]) - 30) <= 2
+    frames[0].save(tmp_path / "still.gif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageWarning)  # a still GIF warns nothing
+        images.load(tmp_path / "still.gif")

@@ -165,3 +165,69 @@ def test_model_digest_covers_the_generative_decoders(config, codec):
         Codec(config, codec.autoencoder, flow=unet(0)).model_digest(),
     }
     assert a.model_digest() not in others and len(others) == 3
+
+
+# ------------------------------------------------ arguments and model paths (#18)
+def test_directories_that_are_neither_bundle_nor_workdir_are_bundle_errors(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bundle.BundleError, match=r"neither a model bundle.*workdir.*is empty"):
+        Codec.load(tmp_path / "empty")
+    golden = Path(__file__).resolve().parent / "fixtures" / "golden_coding" / "bundle"
+    shutil.copytree(golden, tmp_path / "b")
+    (tmp_path / "b" / "manifest.json").unlink()
+    with pytest.raises(bundle.BundleError, match=r"no manifest\.json"):
+        Codec.load(tmp_path / "b")
+
+
+def test_compress_checks_its_hints_before_reading_the_image(codec, tmp_path):
+    missing = tmp_path / "missing.png"  # an ImageError if it were read first
+    for bad in (70000, 65536, -1, True, 2.5, "3"):
+        with pytest.raises(CodecError, match="steps"):
+            codec.compress(missing, steps=bad)
+    with pytest.raises(CodecError, match="unknown decoder"):
+        codec.compress(missing, decoder="MSE")
+    with pytest.raises(CodecError, match="seed"):
+        codec.compress(missing, seed="7")
+    data = codec.compress(_photo(8, 8), steps=65535)  # the header field's maximum
+    assert bitstream.unpack(data)[0].steps == 65535
+
+
+@pytest.mark.parametrize("decoder", ["", "MSE", "Flow", " mse", 0, b"mse"])
+def test_decoder_must_be_none_or_an_exact_name_checked_before_decoding(codec, sample, decoder):
+    with pytest.raises(CodecError, match="unknown decoder"):
+        codec.decompress(sample[1], decoder=decoder)
+    with pytest.raises(CodecError, match="unknown decoder"):  # before reading the bytes
+        codec.decompress(b"not a bitstream", decoder=decoder)
+
+
+def test_decoder_none_means_the_header_hint(codec, sample):
+    assert bitstream.unpack(sample[1])[0].decoder == "mse"
+    assert np.array_equal(codec.decompress(sample[1]), codec.decompress(sample[1], decoder="mse"))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(steps=0),
+        dict(seed=-1),
+        dict(seed=2**32),
+        dict(noise_level=2.0),
+        dict(noise_level=float("nan")),
+        dict(tile=3),
+        dict(tile=64, overlap=40),
+        dict(overlap=-1),
+    ],
+)
+def test_sampling_arguments_are_checked_before_any_decoding(config, codec, sample, bad):
+    never = ("graphdef never used", "state never used")  # a bad argument must stop first
+    gen = Codec(config, codec.autoencoder, diffusion=never)
+
+    def decoded(*args):
+        raise AssertionError("the latents were decoded before the arguments were checked")
+
+    gen._decode_mse = decoded
+    with pytest.raises(CodecError, match="diffusion decoder: "):
+        gen.decompress(sample[1], decoder="diffusion", **bad)

@@ -30,8 +30,10 @@ import zlib
 
 MAGIC = b"\x89HFD"
 FORMAT_VERSION = 1
+# The one size limit of the project (README "Image rules"): 1..MAX_SIDE pixels
+# per side (what the header's 16-bit fields carry) and at most MAX_PIXELS in
+# all (2**28, e.g. 16384 x 16384: beyond it decoding would need tens of GB).
 MAX_SIDE = 65535
-# 2**28 pixels (16384 x 16384): beyond this decoding would need tens of GB.
 MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 64
 FINGERPRINT_BYTES = 8
@@ -89,13 +91,19 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
             return value, pos
 
 
-def check_dimensions(height: int, width: int) -> None:
+def size_problem(height: int, width: int) -> str | None:
+    """What is wrong with an image size under the project's limit, or None."""
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise BitstreamError(
-            f"absurd image size {height}x{width} (each side must be 1..{MAX_SIDE})"
-        )
+        return f"each side must be 1..{MAX_SIDE} pixels"
     if height * width > MAX_PIXELS:
-        raise BitstreamError(f"absurd image size {height}x{width} (more than {MAX_PIXELS} pixels)")
+        return f"more than {MAX_PIXELS} = 2^28 pixels"
+    return None
+
+
+def check_dimensions(height: int, width: int) -> None:
+    problem = size_problem(height, width)
+    if problem:
+        raise BitstreamError(f"absurd image size {height}x{width} ({problem})")
 
 
 def pack(header: Header, sections: list[bytes]) -> bytes:

@@ -299,11 +299,14 @@ def decode_sections(coder: LatentCoder, sections, padded_hw, n: int, m: int):
     if ph <= 0 or pw <= 0 or ph % 64 or pw % 64:
         raise BitstreamError(f"padded size {ph}x{pw} is not a positive multiple of 64")
     z_shape = (1, ph // 64, pw // 64, int(n))
-    z_hat = Decoder(coder.z_tables, bytes(sections[0])).decode(_z_indices(z_shape))
-    y_dec = Decoder(coder.y_tables, bytes(sections[1]))
+    z_dec = Decoder(coder.z_tables, bytes(sections[0]), "z")
+    z_hat = z_dec.decode(_z_indices(z_shape))
+    z_dec.finish()  # the whole section, nothing more: before any network runs on z_hat
+    y_dec = Decoder(coder.y_tables, bytes(sections[1]), "y")
     hyper = coder.hyper(z_hat)
     y_shape = (1, ph // 16, pw // 16, int(m))
     y_hat, _ = _run_stages(coder, hyper, y_shape, lambda k, sel, mu, idx: y_dec.decode(idx))
+    y_dec.finish()
     return y_hat, z_hat
 
 

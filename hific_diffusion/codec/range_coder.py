@@ -12,6 +12,15 @@ in increasing order, its symbols in C (row-major) order; then the escaped
 values of the stage. An escaped value v is zigzag mapped to u >= 0 and coded
 as ``n = bit_length(u)`` (uniform over 0..33) followed by the ``n - 1`` bits
 below the leading one in 16-bit uniform chunks (Elias-gamma style bypass).
+
+A section must be exactly what the encoder writes for the symbols it decodes
+to: constriction's decoder reads missing words as zeros and never looks past
+what it needs, so a shortened, emptied or padded section would otherwise
+decode to *something*. The decoder re-encodes every symbol it decodes (the
+same models in the same order, so the same coder state as the encoder's) and
+``Decoder.finish`` compares those bytes, the encoder's final flush words
+included, with the section; any difference is a ``BitstreamError``. It costs
+one encode pass (~30 M symbols/s).
 """
 
 from __future__ import annotations
@@ -136,14 +145,30 @@ class Encoder:
 
 
 class Decoder:
-    """Decodes stages in the order they were encoded; bad data -> BitstreamError."""
+    """Decodes stages in the order they were encoded; bad data -> BitstreamError.
 
-    def __init__(self, tables: DiscreteTables, data: bytes):
+    Call :meth:`finish` after the last stage: it checks that the section was
+    exactly the encoding of what was decoded (nothing missing, nothing extra).
+    """
+
+    def __init__(self, tables: DiscreteTables, data: bytes, name: str = "entropy-coded"):
         if len(data) % 4:
-            raise BitstreamError("entropy-coded section length is not a multiple of 4 bytes")
+            raise BitstreamError(f"{name} section length is not a multiple of 4 bytes")
         self._tables = tables
         self._models = _Models(tables)
+        self._data = bytes(data)
+        self._name = name
         self._dec = queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+        self._shadow = queue.RangeEncoder()  # re-encodes what is decoded
+
+    def finish(self) -> None:
+        """BitstreamError unless the section is exactly the encoding of the decoded symbols."""
+        canonical = self._shadow.get_compressed().astype("<u4").tobytes()
+        if canonical != self._data:
+            raise BitstreamError(
+                f"{self._name} section does not match its symbols ({len(self._data)} bytes, "
+                f"they code to {len(canonical)}): truncated, padded or altered"
+            )
 
     def decode(self, indices) -> np.ndarray:
         indices = np.asarray(indices)
@@ -160,7 +185,9 @@ class Decoder:
             return np.zeros(indices.shape, np.int32)
         rel = np.empty(order.size, np.int64)
         for k, a, b in groups:
-            rel[a:b] = self._dec.decode(self._models[k], b - a)
+            got = self._dec.decode(self._models[k], b - a)
+            self._shadow.encode(got, self._models[k])
+            rel[a:b] = got
         idx = indices.reshape(-1)[order]
         sym = rel + self._tables.offsets[idx]
         escaped = rel == self._tables.lengths[idx]
@@ -171,14 +198,17 @@ class Decoder:
         return out.reshape(indices.shape)
 
     def _decode_escapes(self, count: int) -> np.ndarray:
-        nbits = self._dec.decode(_NBITS, count).astype(np.int64)
+        nbits = self._dec.decode(_NBITS, count)
+        self._shadow.encode(nbits, _NBITS)
+        nbits = nbits.astype(np.int64)
         nchunks = (np.maximum(nbits - 1, 0) + _CHUNK_BITS - 1) // _CHUNK_BITS
         low = np.zeros(count, np.int64)
         for c in range(_MAX_CHUNKS):
             sel = nchunks > c
             if np.any(sel):
-                chunk = self._dec.decode(_CHUNK, int(sel.sum())).astype(np.int64)
-                low[sel] |= chunk << (c * _CHUNK_BITS)
+                chunk = self._dec.decode(_CHUNK, int(sel.sum()))
+                self._shadow.encode(chunk, _CHUNK)
+                low[sel] |= chunk.astype(np.int64) << (c * _CHUNK_BITS)
         width = np.maximum(nbits - 1, 0)
         if np.any(low >> width != 0):
             raise BitstreamError("entropy-coded data is invalid (escape value overflows)")

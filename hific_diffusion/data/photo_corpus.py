@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from hific_diffusion import atomic
 from hific_diffusion.cache import cache_dir
 from hific_diffusion.data import offline_photos
 
@@ -263,9 +264,9 @@ def build(
         "counts": {s: sum(p["split"] == s for p in photos) for s in SPLITS},
         "photos": photos,
     }
-    tmp_manifest = out / "manifest.json.tmp"
-    tmp_manifest.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    tmp_manifest.replace(out / "manifest.json")  # written last: a partial run is never "complete"
+    # Written last (atomically): a partial run is never "complete".
+    text = json.dumps(result, indent=1, ensure_ascii=False) + "\n"
+    atomic.write_text(out / "manifest.json", text)
     return result
 
 

@@ -58,20 +58,47 @@ def _run_steps(graphdef, state, z, cond, key, start, stop, noise_level, *, kind,
     )  # fmt: skip
 
 
-def _check(x_mse01, kind, steps, seed, noise_level):
-    x = np.asarray(x_mse01)
-    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] < 1 or x.shape[2] < 1:
-        raise GenerateError(f"x_mse must be float [B, H, W, 3], got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
-        raise GenerateError("x_mse must hold finite floats in [0, 1]")
+def check_args(cfg, kind, steps=None, seed=0, noise_level=None, tile=None, overlap=None):
+    """Validates the sampling arguments (None: ``cfg``'s value) without any work.
+
+    Returns them resolved, ``(steps, seed, noise_level, tile, overlap)``; raises
+    ``GenerateError`` (or ``patches.TilingError``) naming the bad one. The Codec
+    calls it before decoding the latents, so a bad argument costs nothing.
+    """
+    steps = cfg.steps if steps is None else steps
+    noise_level = cfg.noise_level if noise_level is None else noise_level
+    tile = cfg.tile if tile is None else tile
+    overlap = cfg.overlap if overlap is None else overlap
     if kind not in KINDS:
         raise GenerateError(f"kind must be one of {KINDS}, got {kind!r}")
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise GenerateError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
         raise GenerateError(f"seed must be an integer in [0, 2^32), got {seed!r}")
-    if not 0.0 <= float(noise_level) <= 1.0:
+    if isinstance(noise_level, bool) or not isinstance(noise_level, int | float | np.number):
+        raise GenerateError(f"noise_level must be a number in [0, 1], got {noise_level!r}")
+    if not 0.0 <= float(noise_level) <= 1.0:  # NaN fails too
         raise GenerateError(f"noise_level must be in [0, 1], got {noise_level!r}")
+    for name, v in (("tile", tile), ("overlap", overlap)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise GenerateError(f"{name} must be a non-negative integer, got {v!r}")
+    if tile:
+        m = 2 ** (len(cfg.unet.channel_mult) - 1)
+        if tile % m:
+            raise patches.TilingError(f"tile must be a multiple of {m}, got {tile}")
+        if overlap > tile // 2:
+            raise patches.TilingError(
+                f"overlap must be in [0, tile / 2 = {tile // 2}], got {overlap}"
+            )
+    return int(steps), int(seed), float(noise_level), int(tile), int(overlap)
+
+
+def _check_image(x_mse01):
+    x = np.asarray(x_mse01)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] < 1 or x.shape[2] < 1:
+        raise GenerateError(f"x_mse must be float [B, H, W, 3], got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
+        raise GenerateError("x_mse must hold finite floats in [0, 1]")
     return np.clip(x.astype(np.float32), 0.0, 1.0)
 
 
@@ -94,12 +121,10 @@ def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, see
 
     Raises ``GenerateError`` (and ``patches.TilingError``) for bad arguments.
     """
-    steps = cfg.steps if steps is None else steps
-    noise_level = cfg.noise_level if noise_level is None else noise_level
-    tile = cfg.tile if tile is None else tile
-    overlap = cfg.overlap if overlap is None else overlap
-    x = _check(x_mse01, kind, steps, seed, noise_level)
-    steps, seed = int(steps), int(seed)
+    steps, seed, noise_level, tile, overlap = check_args(
+        cfg, kind, steps, seed, noise_level, tile, overlap
+    )
+    x = _check_image(x_mse01)
     b, h, w, _ = x.shape
     m = 2 ** (len(cfg.unet.channel_mult) - 1)
     hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m

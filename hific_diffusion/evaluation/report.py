@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hific_diffusion.atomic import atomic_write, write_text
+
 ANCHORS = Path(__file__).resolve().parent / "anchors" / "published_rd_clic2020.csv"
 PER_IMAGE_FIELDS = (
     "image", "decoder", "height", "width", "bytes", "bpp", "bpp_est", "psnr", "ms_ssim",
@@ -35,7 +37,7 @@ def published_points(dataset: str) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, PER_IMAGE_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
@@ -60,7 +62,7 @@ def summarize(rows: list[dict], order: list[str]) -> dict[str, dict]:
 
 
 def write_json(obj, path: Path) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
 def _jsonable(x):
@@ -111,7 +113,8 @@ def plot_rd(per_decoder: dict, dataset: str, path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"rate-distortion, {dataset}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -131,7 +134,8 @@ def plot_rate_fid(per_decoder: dict, dataset: str, path: Path, note: str = "") -
         ax.legend(fontsize=8)
     ax.set_title(f"rate-FID, {dataset}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=120, format="png")
     plt.close(fig)
 
 

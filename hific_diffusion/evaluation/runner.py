@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from hific_diffusion import metrics
+from hific_diffusion import atomic, metrics
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid
 
@@ -126,7 +126,7 @@ def check_resume(path: Path, identity: dict, write: bool) -> None:
                 f"{path.parent} holds results of another {what}; pass a new --out or delete it"
             )
     elif write:
-        path.write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")
+        atomic.write_text(path, json.dumps(identity, indent=1, sort_keys=True) + "\n")
 
 
 def _append(path: Path, rows: list[dict]) -> None:
@@ -158,7 +158,9 @@ class _Features:
         batch = fid.patches(image, self.patch) if self.patch else image[None]
         target = self.path(which, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        np.save(target, self.extractor(batch).astype(np.float32))
+        feats = self.extractor(batch).astype(np.float32)
+        with atomic.atomic_write(target) as f:
+            np.save(f, feats)
 
     def load(self, which: str, names: list[str]) -> np.ndarray | None:
         parts = [self.path(which, n) for n in names]
@@ -185,7 +187,7 @@ def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, featu
     if ecfg.save_reconstructions:  # the real file the bpp is measured on
         path = out / "bitstreams" / f"{name}.hfd"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        atomic.write_bytes(path, data)
     features.save(ORIGINAL, name, image)
     rows = []
     for dec in decoders:

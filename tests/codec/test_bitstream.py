@@ -104,3 +104,23 @@ def test_mutated_or_truncated_files_always_raise_bitstream_error(data, cut):
         return
     with pytest.raises(BitstreamError):
         bitstream.unpack(mutated)
+
+
+@pytest.mark.parametrize(
+    "h, w, ok",
+    [(16384, 16384, True), (65535, 1, True), (16385, 16384, False), (1, 65536, False)],
+)
+def test_headers_and_images_share_one_size_limit(h, w, ok):
+    """One documented limit (README: 1..65535 per side, at most 2^28 pixels)."""
+    from hific_diffusion import images
+
+    assert (bitstream.size_problem(h, w) is None) == ok
+    for check, error in (
+        (bitstream.check_dimensions, BitstreamError),
+        (images._check_size, ValueError),
+    ):
+        if ok:
+            check(h, w)
+        else:
+            with pytest.raises(error, match=bitstream.size_problem(h, w).replace("^", r"\^")):
+                check(h, w)

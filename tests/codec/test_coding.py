@@ -120,6 +120,24 @@ def test_golden_mse_decode_matches_the_recorded_image_up_to_float_rounding(golde
     assert diff.max() <= 1 and np.mean(diff > 0) < 0.01, (diff.max(), np.mean(diff > 0))
 
 
+@pytest.mark.parametrize("which", [0, 1], ids=["z", "y"])
+@pytest.mark.parametrize(
+    "mutate",
+    [lambda s: b"", lambda s: s[:-4], lambda s: s + b"\0" * 4, lambda s: s + b"\xff" * 8],
+    ids=["empty", "shortened", "zero_padded", "one_padded"],
+)
+def test_golden_sections_emptied_shortened_or_lengthened_are_rejected(golden, which, mutate):
+    """With the CRC recomputed the container is consistent; only the section
+    decoder can tell that it did not consume exactly its section."""
+    from hific_diffusion.codec import bitstream
+
+    codec, _, _ = golden
+    header, sections = bitstream.unpack((GOLDEN / "photo.hfd").read_bytes())
+    sections[which] = mutate(sections[which])
+    with pytest.raises(BitstreamError):
+        codec.decompress(bitstream.pack(header, sections))
+
+
 @pytest.mark.parametrize("xla_flags", _XLA_SETTINGS)
 def test_decoding_in_another_process_with_other_xla_settings_is_identical(
     golden, tmp_path, xla_flags

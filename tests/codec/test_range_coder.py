@@ -110,3 +110,46 @@ def test_garbage_data_decodes_to_int32_or_raises_bitstream_error(gauss, data, n,
     except BitstreamError:
         return
     assert out.shape == (n,) and out.dtype == np.int32
+
+
+def _stages(gauss, seed=5):
+    rng = np.random.default_rng(seed)
+    stages = [_sample(gauss, n, rng) for n in (300, 1, 2000)]
+    stages[0][0][:3] = [2**31 - 1, -(2**31), 90000]  # escapes are re-encoded too
+    enc = range_coder.Encoder(gauss)
+    for s, i in stages:
+        enc.encode(s, i)
+    return stages, enc.finish()
+
+
+def _decode_all(gauss, data, stages):
+    dec = range_coder.Decoder(gauss, data)
+    out = [dec.decode(i) for _, i in stages]
+    dec.finish()
+    return out
+
+
+def test_finish_accepts_exactly_the_encoded_section(gauss):
+    stages, data = _stages(gauss)
+    out = _decode_all(gauss, data, stages)
+    assert all(np.array_equal(o, s) for o, (s, _) in zip(out, stages, strict=True))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: b"",
+        lambda d: d[:-4],
+        lambda d: d[:4],
+        lambda d: d + b"\0\0\0\0",
+        lambda d: d + b"\xff\xff\xff\xff",
+        lambda d: d + d,
+    ],
+    ids=["empty", "last_word_cut", "one_word_left", "zero_word_added", "ones_added", "doubled"],
+)
+def test_sections_emptied_shortened_or_lengthened_are_rejected(gauss, mutate):
+    """constriction reads missing words as zeros and never looks past what it
+    needs: without ``finish`` these would decode to something."""
+    stages, data = _stages(gauss)
+    with pytest.raises(BitstreamError):
+        _decode_all(gauss, mutate(data), stages)
