@@ -40,7 +40,7 @@ from flax import nnx
 # Runnable as a script from any directory, against this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import CompileClock, maybe_trace  # noqa: E402
+from benchutil import CompileClock, compile_seconds_so_far, maybe_trace  # noqa: E402
 
 from hific_diffusion import configs  # noqa: E402
 from hific_diffusion.diffusion import decode, flops, losses, unet  # noqa: E402
@@ -158,7 +158,7 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
 
     steps = int(steps or dcfg.steps)
     per = max(1, steps // 20)
-    times, orig = [], decode._run_steps
+    times, runs, orig = [], [], decode._run_steps
 
     class _Stop(Exception):
         pass
@@ -166,9 +166,10 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
     def timed(*a, **k):
         if len(times) >= 2 and sum(times) > time_limit_s:
             raise _Stop
-        t0 = time.perf_counter()
+        c0, t0 = compile_seconds_so_far(), time.perf_counter()
         z = jax.block_until_ready(orig(*a, **k))
         times.append(time.perf_counter() - t0)
+        runs.append(max(times[-1] - (compile_seconds_so_far() - c0), 0.0))
         return z
 
     x = np.random.default_rng(2).uniform(size=(1, *hw, 3)).astype(np.float32)
@@ -183,10 +184,11 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
         complete = False
     finally:
         decode._run_steps = orig
-    run_first = max(times[0] - clock.compile_s, 0.0)
-    done = min(len(times) * per, steps)
-    rest = (sum(times[1:]) / max(done - per, 1)) * (steps - per) if len(times) > 1 else 0.0
-    sec = run_first + rest if not complete else sum(times) - clock.compile_s
+    # Run time of the chunks (compile taken out); an early stop extrapolates
+    # the steady chunks (after the first) to the remaining steps.
+    done = min(len(runs) * per, steps)
+    rest = sum(runs[1:]) / max(done - per, 1) * (steps - per) if len(runs) > 1 else 0.0
+    sec = sum(runs) if complete else runs[0] + rest
     m = 2 ** (len(dcfg.unet.channel_mult) - 1)
     pad = [(v + m - 1) // m * m for v in hw]
     tiles = patches.make_layout(*pad, dcfg.tile, dcfg.overlap, multiple=m).num_tiles
@@ -246,9 +248,11 @@ def bench_memory(name, sides, steps):
     return out
 
 
-def bench_config(name, args, overrides=None, label=None):
+def bench_config(name, args, overrides=None, label=None, on_part=None):
+    """All ``args.parts`` of one config; ``on_part(res)`` after each (partial results)."""
     config = configs.load(name, overrides)
     label = label or name
+    on_part = on_part or (lambda res: None)
     dcfg, ucfg = config.diffusion, config.diffusion.unet
     r = args.size or ucfg.resolution
     parts = set(args.parts.split(","))
@@ -261,14 +265,17 @@ def bench_config(name, args, overrides=None, label=None):
         compute_dtype=ucfg.compute_dtype,
         forward_gflop_per_image=fwd_flops / 1e9,
     )
+    on_part(res)
     if "train" in parts:
         res["train"] = bench_train(
             graphdef, state, dcfg, r, args.train_batch, args.iters, fwd_flops, f"unet_train_{label}"
         )
+        on_part(res)
     if "sample" in parts:
         res["sample"] = bench_sample(
             graphdef, state, r, args.sample_batch, args.iters, fwd_flops, f"unet_sample_{label}"
         )
+        on_part(res)
     if "decode" in parts:
         base = ucfg.resolution
         hw = (
