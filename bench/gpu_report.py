@@ -24,6 +24,8 @@ UNET_PEERS = {  # diffusers UNet2DModel of the same shape; a plain, untuned Flax
     "sample": dict(images=(505, 666.6), tflops=(251, 332), pct=(31, 42)),
 }
 UNET_TARGET_PCT = {"train": 55.0, "sample": 60.0}
+UNITS = dict(images="images/s", tflops="TFLOP/s", pct="%")
+DIFFUSERS = {"train": "diffusers", "sample": "diffusers (torch.compile)"}
 
 
 def _get(d, *keys):
@@ -48,6 +50,8 @@ def _row(
     must=False,
     note=None,
 ):
+    if peer_value is not None and peer is not None:
+        peer = f"{_fmt(peer_value, unit)} {unit}, {peer}"
     error = value.get("error") if isinstance(value, dict) else None
     if error is not None:
         value = None
@@ -155,28 +159,27 @@ def _unet(res):
     peak = mm or PEAK_REF_TFLOPS
     for label, r in (_get(res, "configs") or {}).items():
         same = label == "diffusers_equiv"
-        note = "diffusers / plain Flax" if same else "diffusers shape only"
         err = r if "error" in r else None
+        gflop = err or r.get("forward_gflop_per_image")
+        peer = "diffusers UNet2DModel" if same else None
+        rows.append(
+            _row("unet", f"{label} forward GFLOP/image", gflop, "GFLOP", peer=peer,
+                 peer_value=497.5 if same else None)
+        )  # fmt: skip
         for part in ("train", "sample"):
-            p = UNET_PEERS[part]
-            peer = {k: (f"{a} / {b} ({note})", a if same else None) for k, (a, b) in p.items()}
             tf = err or _get(r, part, "tflops")
             pct = tf if isinstance(tf, dict) or tf is None else 100 * tf / peak
-            for key, unit, v, extra in (
-                ("images", "images/s", err or _get(r, part, "images_per_s"), {}),
-                ("tflops", "TFLOP/s", tf, {}),
-                (
-                    "pct",
-                    "%",
-                    pct,
-                    dict(
-                        target=UNET_TARGET_PCT[part], better="higher", trace=f"unet_{part}_{label}"
-                    ),
-                ),
-            ):
+            values = dict(images=err or _get(r, part, "images_per_s"), tflops=tf, pct=pct)
+            for key, (a, b) in UNET_PEERS[part].items():
+                unit = UNITS[key]
+                extra = {}
+                if key == "pct":
+                    extra = dict(target=UNET_TARGET_PCT[part], better="higher",
+                                 trace=f"unet_{part}_{label}")  # fmt: skip
+                text = f"{DIFFUSERS[part]} {a}, plain Flax {b}" + ("" if same else " (their shape)")
                 name = f"{label} {part} " + ("% of bf16 peak" if key == "pct" else unit)
-                text, value = peer[key]
-                rows.append(_row("unet", name, v, unit, peer=text, peer_value=value, **extra))
+                row = _row("unet", name, values[key], unit, peer=text, **extra)
+                rows.append(dict(row, peer_value=a if same else None))
     return rows
 
 
@@ -296,9 +299,7 @@ def markdown(report: dict) -> str:
         ours = "error" if r["value"] is None and r["note"] else _fmt(r["value"], r["unit"]) + unit
         if r["note"]:
             ours += f" ({r['note']})"
-        peer = "" if r["peer"] is None else r["peer"]
-        if r["peer_value"] is not None:
-            peer = f"{_fmt(r['peer_value'], r['unit'])}{unit}: {peer}"
+        peer = r["peer"] or ""
         target = ""
         if r["target"] is not None:
             target = ("<= " if r["better"] == "lower" else ">= ") + _fmt(r["target"]) + unit
