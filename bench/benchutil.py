@@ -6,12 +6,15 @@ splits into compile and run time without a second call.
 
 ``maybe_trace(label, fn)`` runs ``fn`` once more under ``jax.profiler.trace``
 into ``$HFD_BENCH_TRACE_DIR/<label>`` when that variable is set (the GPU
-suite sets it); otherwise it does nothing.
+suite sets it); otherwise it does nothing. It never fails a measurement: a
+profiler error is printed and skipped, and once a process has spent
+``$HFD_BENCH_TRACE_BUDGET_S`` (default 15) seconds tracing it traces no more.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ _COMPILE_EVENTS = (
 )
 _total = [0.0]
 _registered = [False]
+_traced_s = [0.0]
 
 
 def _listener(event, duration, **_):
@@ -57,12 +61,19 @@ class CompileClock:
 def maybe_trace(label: str, fn, iters: int = 1) -> str | None:
     """Profiles ``iters`` more calls of ``fn`` if ``$HFD_BENCH_TRACE_DIR`` is set."""
     root = os.environ.get(TRACE_ENV)
-    if not root:
+    if not root or _traced_s[0] > float(os.environ.get("HFD_BENCH_TRACE_BUDGET_S", 15)):
         return None
     import jax
 
     out = Path(root) / label
-    with jax.profiler.trace(str(out)):
-        for _ in range(iters):
-            jax.block_until_ready(fn())
+    t0 = time.perf_counter()
+    try:
+        with jax.profiler.trace(str(out)):
+            for _ in range(iters):
+                jax.block_until_ready(fn())
+    except Exception as e:  # a trace is a bonus, never the reason a figure is lost
+        print(f"maybe_trace({label}): {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    finally:
+        _traced_s[0] += time.perf_counter() - t0
     return str(out)

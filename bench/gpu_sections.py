@@ -34,7 +34,7 @@ _BF16 = ["diffusion.unet.compute_dtype=bfloat16"]
 PLANS = {
     "gpu": dict(
         codec=dict(
-            config="elic_mse:0.12", sizes=[(768, 512), (2048, 1344)], repeats=5, symbols=2_000_000
+            config="elic_mse:0.12", sizes=[(768, 512), (2048, 1344)], repeats=3, symbols=2_000_000
         ),
         train=dict(config="elic_mse:0.12", set=[], batch=16, crop=256, steps=10),
         unet=dict(
@@ -48,7 +48,7 @@ PLANS = {
         memory=dict(config="hfd", sides=[1024, 2048, 4096], steps=1),
         crossdevice=dict(
             bundle=None,  # the default model (hific_diffusion/assets/default_bundle)
-            photos=["astronaut", "chelsea", "coffee", "rocket", "camera"],
+            photos=["astronaut", "chelsea", "coffee", "rocket"],
             crop=(296, 440),
         ),
     ),

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import gpu_report  # noqa: E402
 
 ORDER = ["crossdevice", "codec", "train", "unet", "memory", "decode"]
-BUDGETS = dict(crossdevice=45, codec=75, train=80, unet=120, memory=60, decode=75)
+BUDGETS = dict(crossdevice=50, codec=70, train=80, unet=120, memory=70, decode=60)
 DRY_BUDGETS = {k: 300 for k in ORDER}
 # Compiling dominates a dry run's tiny shapes: XLA's CPU optimisations off halve it.
 DRY_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -228,7 +228,9 @@ def parse(argv):
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny configs and shapes")
     p.add_argument("--sections", default=",".join(ORDER), help="comma list, run in this order")
     p.add_argument("--total-budget", type=float, default=0, help="seconds (0: 480, dry 1200)")
-    p.add_argument("--budget", action="append", default=[], metavar="SECTION=SECONDS")
+    p.add_argument(
+        "--budget", action="append", default=[], metavar="SECTION=SECONDS", help="fixed budget"
+    )
     p.add_argument("--wheels", default=str(ROOT / ".whl"))
     p.add_argument("--site", default="/tmp/site", help="where the wheels are installed")
     p.add_argument("--no-install", action="store_true")
@@ -299,12 +301,16 @@ def main(argv=None) -> int:
         else:
             log(f"device {device}; results in {results}")
             budgets = dict(DRY_BUDGETS if args.dry_run else BUDGETS)
-            for item in args.budget:
-                key, _, value = item.partition("=")
-                budgets[key] = float(value)
-            for name in [s for s in args.sections.split(",") if s]:
+            fixed = dict(item.partition("=")[::2] for item in args.budget)
+            budgets.update({k: float(v) for k, v in fixed.items()})
+            names = [s for s in args.sections.split(",") if s]
+            for i, name in enumerate(names):
                 left = total - (time.perf_counter() - t_start)
-                budget = min(budgets.get(name, 60), left)
+                # Time left over by earlier sections goes to this one (unless its
+                # budget was given), less what the later ones are owed.
+                owed = sum(budgets.get(n, 0) for n in names[i + 1 :])
+                budget = budgets.get(name, 60)
+                budget = min(budget if name in fixed else max(budget, left - owed), left)
                 if name not in ORDER or left < 10:
                     why = "unknown section" if name not in ORDER else "out of total time"
                     sections[name] = dict(status="skipped", error=why, budget_s=0, seconds=0)
