@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -38,6 +39,9 @@ from flax import nnx
 
 # Runnable as a script from any directory, against this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import CompileClock, compile_seconds_so_far, maybe_trace  # noqa: E402
+
 from hific_diffusion import configs  # noqa: E402
 from hific_diffusion.diffusion import decode, flops, losses, unet  # noqa: E402
 
@@ -65,16 +69,27 @@ def _model(cfg):
     return graphdef, state
 
 
-def _timed(fn, iters):
+def _timed(fn, iters, label=""):
     out = jax.block_until_ready(fn())  # warm-up and compile
     t = time.perf_counter()
     for _ in range(iters):
         out = fn()
     jax.block_until_ready(out)
-    return (time.perf_counter() - t) / iters
+    sec = (time.perf_counter() - t) / iters
+    if label:
+        maybe_trace(label, fn)
+    return sec
 
 
-def bench_train(graphdef, state, dcfg, size, batch, iters, fwd_flops):
+def bench_matmul(n=8192, iters=10, dtype=jnp.bfloat16):
+    """The bf16 matmul ceiling (n^3), the denominator of "% of peak"."""
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a, b: a @ b)
+    sec = _timed(lambda: f(a, a), iters)
+    return dict(n=n, dtype=jnp.dtype(dtype).name, step_s=sec, tflops=2 * n**3 / sec / 1e12)
+
+
+def bench_train(graphdef, state, dcfg, size, batch, iters, fwd_flops, label=""):
     opt = optax.adamw(1e-4)
     opt_state = opt.init(state)
     rng = np.random.default_rng(0)
@@ -96,16 +111,16 @@ def bench_train(graphdef, state, dcfg, size, batch, iters, fwd_flops):
         carry[0], carry[1], loss = step(carry[0], carry[1], jax.random.PRNGKey(0))
         return loss
 
-    sec = _timed(run, iters)
+    sec = _timed(run, iters, label)
     return dict(
         batch=batch, step_s=sec, images_per_s=batch / sec, tflops=3 * fwd_flops * batch / sec / 1e12
     )
 
 
-def bench_sample(graphdef, state, size, batch, iters, fwd_flops):
+def bench_sample(graphdef, state, size, batch, iters, fwd_flops, label=""):
     z = jnp.asarray(np.random.default_rng(1).normal(size=(batch, size, size, 3)), jnp.float32)
     fwd = jax.jit(lambda s, z: nnx.merge(graphdef, s)(z, z, jnp.full((batch,), 1.0)))
-    sec = _timed(lambda: fwd(state, z), iters)
+    sec = _timed(lambda: fwd(state, z), iters, label)
     return dict(
         batch=batch, step_s=sec, images_per_s=batch / sec, tflops=fwd_flops * batch / sec / 1e12
     )
@@ -131,6 +146,69 @@ def bench_decode(graphdef, state, dcfg, hw, steps):
     )
 
 
+def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("inf")):
+    """One decode of an ``hw`` image at ``steps`` steps, timed chunk by chunk.
+
+    The decode runs as ~20 calls of one compiled function (``progress=True``);
+    the first includes the compile (JAX's compile events, reported apart).
+    Past ``time_limit_s`` it stops after the current chunk and the rest is
+    extrapolated from the steady chunks (``complete: false``).
+    """
+    from hific_diffusion.diffusion import patches
+
+    steps = int(steps or dcfg.steps)
+    per = max(1, steps // 20)
+    times, runs, orig = [], [], decode._run_steps
+
+    class _Stop(Exception):
+        pass
+
+    def timed(*a, **k):
+        if len(times) >= 2 and sum(times) > time_limit_s:
+            raise _Stop
+        c0, t0 = compile_seconds_so_far(), time.perf_counter()
+        z = jax.block_until_ready(orig(*a, **k))
+        times.append(time.perf_counter() - t0)
+        runs.append(max(times[-1] - (compile_seconds_so_far() - c0), 0.0))
+        return z
+
+    x = np.random.default_rng(2).uniform(size=(1, *hw, 3)).astype(np.float32)
+    decode._run_steps = timed
+    try:
+        with CompileClock() as clock:
+            decode.generate(
+                graphdef, state, x, kind="diffusion", cfg=dcfg, steps=steps, seed=0, progress=True
+            )
+        complete = True
+    except _Stop:
+        complete = False
+    finally:
+        decode._run_steps = orig
+    # Run time of the chunks (compile taken out); an early stop extrapolates
+    # the steady chunks (after the first) to the remaining steps.
+    done = min(len(runs) * per, steps)
+    rest = sum(runs[1:]) / max(done - per, 1) * (steps - per) if len(runs) > 1 else 0.0
+    sec = sum(runs) if complete else runs[0] + rest
+    m = 2 ** (len(dcfg.unet.channel_mult) - 1)
+    pad = [(v + m - 1) // m * m for v in hw]
+    tiles = patches.make_layout(*pad, dcfg.tile, dcfg.overlap, multiple=m).num_tiles
+    return dict(
+        height=hw[0],
+        width=hw[1],
+        steps=steps,
+        steps_run=done,
+        complete=complete,
+        tiles=tiles,
+        tile=dcfg.tile,
+        overlap=dcfg.overlap,
+        tile_chunk=dcfg.tile_chunk,
+        decode_s=sec,
+        compile_s=clock.compile_s,
+        wall_s=clock.wall_s,
+        tile_evals_per_s=tiles * steps / sec if sec > 0 else None,
+    )
+
+
 def _peak_bytes():
     stats = jax.devices()[0].memory_stats() or {}
     return stats.get("peak_bytes_in_use")
@@ -142,7 +220,14 @@ def memory_one(name, side, steps):
     x = np.random.default_rng(3).uniform(size=(1, side, side, 3)).astype(np.float32)
     t = time.perf_counter()
     decode.generate(graphdef, state, x, kind="diffusion", cfg=dcfg, steps=steps, seed=0)
-    return dict(side=side, steps=steps, peak_bytes=_peak_bytes(), wall_s=time.perf_counter() - t)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    return dict(
+        side=side,
+        steps=steps,
+        peak_bytes=_peak_bytes(),
+        peak_rss_bytes=rss,
+        wall_s=time.perf_counter() - t,
+    )
 
 
 def bench_memory(name, sides, steps):
@@ -163,8 +248,11 @@ def bench_memory(name, sides, steps):
     return out
 
 
-def bench_config(name, args):
-    config = configs.load(name)
+def bench_config(name, args, overrides=None, label=None, on_part=None):
+    """All ``args.parts`` of one config; ``on_part(res)`` after each (partial results)."""
+    config = configs.load(name, overrides)
+    label = label or name
+    on_part = on_part or (lambda res: None)
     dcfg, ucfg = config.diffusion, config.diffusion.unet
     r = args.size or ucfg.resolution
     parts = set(args.parts.split(","))
@@ -177,12 +265,17 @@ def bench_config(name, args):
         compute_dtype=ucfg.compute_dtype,
         forward_gflop_per_image=fwd_flops / 1e9,
     )
+    on_part(res)
     if "train" in parts:
         res["train"] = bench_train(
-            graphdef, state, dcfg, r, args.train_batch, args.iters, fwd_flops
+            graphdef, state, dcfg, r, args.train_batch, args.iters, fwd_flops, f"unet_train_{label}"
         )
+        on_part(res)
     if "sample" in parts:
-        res["sample"] = bench_sample(graphdef, state, r, args.sample_batch, args.iters, fwd_flops)
+        res["sample"] = bench_sample(
+            graphdef, state, r, args.sample_batch, args.iters, fwd_flops, f"unet_sample_{label}"
+        )
+        on_part(res)
     if "decode" in parts:
         base = ucfg.resolution
         hw = (
