@@ -126,15 +126,17 @@ def test_integer_hyper_adds_the_z_median(model):
     """Non-zero medians (as imported from CompressAI): the integer h_s of the
     symbols tracks the float h_s of symbol + median, and a round trip through
     the coder still returns the coded symbols."""
-    medians = np.linspace(-0.4, 0.45, model.n).astype(np.float32)
+    medians = np.linspace(-1.6, 1.8, model.n).astype(np.float32)
     shifted = nnx.clone(model)
     shifted.prior.median.set_value(jnp.asarray(medians))
     cm = coding.prepare(shifted)
     sym = jnp.round(jax.random.normal(jax.random.key(6), (1, 2, 2, model.n)) * 3)
     hyper_f = shifted.h_s(sym + medians)
     hyper_i = cm.net.hyper(sym.astype(jnp.int32))
-    np.testing.assert_allclose(np.asarray(hyper_i) / 2**F, hyper_f, atol=0.05)
-    assert not np.allclose(np.asarray(hyper_f), np.asarray(shifted.h_s(sym)), atol=0.05)
+    err = float(np.abs(np.asarray(hyper_i) / 2**F - hyper_f).max())
+    effect = float(np.abs(np.asarray(hyper_f) - np.asarray(shifted.h_s(sym))).max())
+    # The integer path follows the medians' effect far more closely than its size.
+    assert err < 0.05 and effect > 5 * err, (err, effect)
     x = jax.random.uniform(jax.random.key(7), (1, 64, 64, 3))
     sections, y_hat, z_sym = coding.encode_latents(shifted, x)
     _, z = coding._analyze(cm.graphdef, cm.state, x)
