@@ -102,3 +102,28 @@ def test_generative_decoders_add_high_frequency_detail(crops, decoder):
     x_mse is blurred by the low rate; the generative decoders restore texture."""
     gains = [_highpass_energy(d[decoder]) / _highpass_energy(d["mse"]) for _, d in crops]
     assert np.mean(gains) > 1.2, gains
+
+
+def test_a_file_written_by_the_previous_version_decodes_to_the_same_latents_and_image(codec):
+    """tests/fixtures/previous_version: a crop of skimage's coffee compressed with the
+    default bundle by commit 2948314, before tables came from the bundle."""
+    from hific_diffusion.codec import coding
+    from hific_diffusion.pipeline import read_file
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "previous_version"
+    data = read_file(fixtures / "coffee_v0.hfd")
+    record = json.loads((fixtures / "coffee_v0.json").read_text())
+    _, sections = codec.read_header(data)
+    y_hat, z_hat = coding.decode_latents(codec.coding, sections, (128, 192))
+    import hashlib
+
+    digest = lambda a: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()  # noqa: E731
+    assert digest(np.asarray(z_hat, np.int32)) == record["latents"]["z_hat"]
+    assert digest(np.asarray(y_hat, np.float32)) == record["latents"]["y_hat"]
+    from PIL import Image
+
+    old = np.asarray(Image.open(fixtures / "coffee_v0_mse.png")).astype(int)
+    new = codec.decompress(data, decoder="mse").astype(int)
+    assert new.shape == old.shape == (96, 130, 3)
+    # g_s's transposed convolutions now run as sub-pixel phases: float rounding only
+    assert np.abs(new - old).max() <= 1
