@@ -10,7 +10,8 @@ latent-variable models" (ICLR 2019), in a simple form:
   default 8), saturated to int16: ``x_int = clip(round(x * 2^F), -2^15, 2^15 - 1)``.
 * Each convolution is a sum over chunks p (kernel position x block of 128
   input channels) of int32 ``dot_general`` products of a shifted input slice
-  with that chunk's integer weights (no float, no backend conv). Output channel c has weights
+  with that chunk's integer weights (no float, no backend conv), one
+  ``lax.scan`` over kernel positions (an unrolled loop compiles ~4x slower). Output channel c has weights
   ``W = round(w * 2^s_c)``; each position's partial product is rescaled by a
   rounding arithmetic right shift of ``r_c`` bits, the partials and the bias
   ``B = round(b * 2^(F + s_c - r_c))`` are summed, and a final rounding shift
@@ -137,19 +138,35 @@ class IntConv:
         r, t = self.pre_shift, self.post_shift
         hr = jnp.where(r > 0, jnp.left_shift(1, jnp.maximum(r - 1, 0)), 0)
         ht = jnp.where(t > 0, jnp.left_shift(1, jnp.maximum(t - 1, 0)), 0)
-        acc = self.bias
-        cin = x.shape[-1]
-        for i in range(self.k):
-            for j in range(self.k):
-                xs = xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
-                for c0 in range(0, cin, CHUNK):
-                    part = jax.lax.dot_general(
-                        xs[..., c0 : c0 + CHUNK],
-                        self.weight[i * self.k + j, c0 : c0 + CHUNK],
-                        (((3,), (0,)), ((), ())),
-                        preferred_element_type=jnp.int32,
-                    )
-                    acc = acc + jnp.right_shift(part + hr, r)
+        n, cin = x.shape[0], x.shape[-1]
+        window = (n, sh * (ho - 1) + 1, sw * (wo - 1) + 1, cin)
+
+        def partials(p):
+            """Sum over channel chunks of the rescaled partials of kernel position p."""
+            i, j = jnp.divmod(p, self.k)
+            xs = jax.lax.dynamic_slice(xp, (0, i, j, 0), window)[:, ::sh, ::sw, :]
+            w = self.weight[p]
+            out = 0
+            for c0 in range(0, cin, CHUNK):
+                part = jax.lax.dot_general(
+                    xs[..., c0 : c0 + CHUNK],
+                    w[c0 : c0 + CHUNK],
+                    (((3,), (0,)), ((), ())),
+                    preferred_element_type=jnp.int32,
+                )
+                out = out + jnp.right_shift(part + hr, r)
+            return out
+
+        # One loop over kernel positions, not k*k unrolled products: the same
+        # integer sum (addition is exact and associative) at a fraction of the
+        # compile time (issue 13: 13.5 s -> 3.7 s for the default model's path).
+        acc = jnp.broadcast_to(self.bias, (n, ho, wo, self.bias.shape[0]))
+        if self.k == 1:
+            acc = acc + partials(jnp.int32(0))
+        else:
+            acc, _ = jax.lax.scan(
+                lambda a, p: (a + partials(p), None), acc, jnp.arange(self.k * self.k)
+            )
         return jnp.clip(jnp.right_shift(acc + ht, t), ACT_MIN, ACT_MAX)
 
 
