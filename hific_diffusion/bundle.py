@@ -231,25 +231,45 @@ def _constructor(kind: str, config):
     return lambda: UNet(config.diffusion.unet, rngs=nnx.Rngs(0))
 
 
-def _fill_abstract(ctor, flat: dict[str, np.ndarray], name: str, exact: bool):
-    """Builds the module abstractly (no initializer runs: they cost a compile
-    per weight shape) and fills every leaf from ``flat``. A weight of another
-    shape is a BundleError; if ``flat`` lacks leaves or has extra ones, that is
-    a BundleError when ``exact``, else None (then the caller initializes)."""
+_SKELETONS: dict = {}
+
+
+def _skeleton(kind: str, config, ctor):
+    """(graphdef, [(path, Variable)]) of the module ``ctor`` builds, built once
+    per (kind, model config) in a process: zeros, no initializer runs
+    (:mod:`hific_diffusion.skeleton`). Two U-Nets of one config share it."""
+    from flax import nnx
+
+    from hific_diffusion import skeleton
+
+    section = config.model if kind == "autoencoder" else config.diffusion.unet
+    key = (kind, section.to_json(sort_keys=True))
+    if key not in _SKELETONS:
+        with skeleton.skeleton():
+            graphdef, state = nnx.split(ctor())
+        _SKELETONS[key] = (graphdef, list(nnx.to_flat_state(state)))
+    return _SKELETONS[key]
+
+
+def _fill_abstract(kind: str, config, ctor, flat: dict[str, np.ndarray], name: str, exact: bool):
+    """Fills every leaf of the module's skeleton from ``flat``. A weight of
+    another shape is a BundleError; if ``flat`` lacks leaves or has extra ones,
+    that is a BundleError when ``exact``, else None (then the caller initializes)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    graphdef, state = nnx.split(nnx.eval_shape(ctor))
+    graphdef, leaves = _skeleton(kind, config, ctor)
     items, seen, missing = [], set(), []
-    for path, leaf in nnx.to_flat_state(state):
+    for path, leaf in leaves:
         key = _SEP.join(map(str, path))
-        want = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+        is_var = isinstance(leaf, nnx.Variable)
+        want = leaf.get_value() if is_var else leaf
         if isinstance(leaf, nnx.RngKey):
             n = int(np.prod(want.shape, dtype=np.int64))
-            leaf.set_value(jax.random.split(jax.random.key(0), n).reshape(want.shape))
+            value = jax.random.split(jax.random.key(0), n).reshape(want.shape)
         elif isinstance(leaf, nnx.RngCount):
-            leaf.set_value(jnp.zeros(want.shape, want.dtype))
+            value = np.zeros(want.shape, want.dtype)
         else:
             arr = flat.get(key)
             if arr is None:
@@ -261,12 +281,9 @@ def _fill_abstract(ctor, flat: dict[str, np.ndarray], name: str, exact: bool):
                     f"from the config needs {tuple(want.shape)}"
                 )
             seen.add(key)
-            value = jnp.asarray(arr, dtype=want.dtype)
-            if isinstance(leaf, nnx.Variable):
-                leaf.set_value(value)
-            else:
-                leaf = value
-        items.append((path, leaf))
+            value = np.asarray(arr, dtype=want.dtype)
+        value = jax.device_put(value) if isinstance(value, np.ndarray) else value
+        items.append((path, leaf.replace(value) if is_var else jnp.asarray(value)))
     extra = sorted(set(flat) - seen)
     if missing or extra:
         if exact:
@@ -285,7 +302,7 @@ def build_module(kind: str, config, flat: dict[str, np.ndarray], name: str, exac
     Params-only checkpoints) a module is initialized and the leaves assigned.
     """
     ctor = _constructor(kind, config)
-    module = _fill_abstract(ctor, flat, name, exact)
+    module = _fill_abstract(kind, config, ctor, flat, name, exact)
     if module is None:
         module = ctor()
         assign_flat(module, flat, name)

@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 
 COMPILATION_CACHE_ENV = "HFD_COMPILATION_CACHE"
-# Compilations faster than this are not worth a file (reading one costs ~ms).
-MIN_COMPILE_SECONDS = 0.2
+# Every compilation is kept: even the ~50 ms ones (random keys when a model is
+# built, small eager ops) add up to most of a warm command-line run, and
+# reading an entry costs ~1 ms.
+MIN_COMPILE_SECONDS = 0.0
 
 
 def cache_dir() -> Path:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec import context, intnet
+from hific_diffusion.codec import context, intnet, valid
 from hific_diffusion.codec.bitstream import BitstreamError
 from hific_diffusion.codec.range_coder import Decoder, Encoder
 from hific_diffusion.codec.tables import (
@@ -165,15 +165,53 @@ def model_fingerprint(model) -> bytes:
     return _coding_model(model).fingerprint
 
 
+# ------------------------------------------------------------ size buckets
+# Heights and widths the networks run at (issue #13): a coded size is padded up
+# to the next side here (multiples of 1024 above the last), and
+# valid.region makes the padding invisible (bit-exact in the integer path,
+# float rounding in g_a / g_s). So a folder of photos compiles once per bucket
+# pair, not once per size, at the price of computing some padding (at most
+# 1.5x per side from 512 up; 768x512 and 512x768 are buckets themselves).
+BUCKET_SIDES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+
+
+def bucket_side(n: int) -> int:
+    for side in BUCKET_SIDES:
+        if n <= side:
+            return side
+    return -(-n // 1024) * 1024
+
+
+def bucket_hw(coded_hw) -> tuple[int, int]:
+    """The (height, width) the networks run at for a coded (padded) size."""
+    return bucket_side(int(coded_hw[0])), bucket_side(int(coded_hw[1]))
+
+
+def _pad_to(x, hw, scale: int):
+    """Zero-pad NHWC ``x`` (numpy or jax) to ``hw // scale``; zeros never matter."""
+    h, w = hw[0] // scale, hw[1] // scale
+    pad = ((0, 0), (0, h - x.shape[1]), (0, w - x.shape[2]), (0, 0))
+    return np.pad(np.asarray(x), pad)
+
+
+def _coded(hw) -> jax.Array:
+    return jnp.asarray(np.asarray(hw, np.int32))
+
+
 # ------------------------------------------------------------ jitted pieces
+# Each runs on a bucket-sized array and sees only the coded region (traced, so
+# sizes sharing a bucket share the compilation).
 @jax.jit
-def _analyze(graphdef, state, x01):
-    return nnx.merge(graphdef, state).analyze_for_coding(x01)
+def _analyze(graphdef, state, x01, coded_hw):
+    with valid.region(x01.shape[1:3], coded_hw):
+        return nnx.merge(graphdef, state).analyze_for_coding(x01)
 
 
 @jax.jit
-def _synthesize(graphdef, state, y_hat):
-    return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
+def _synthesize(graphdef, state, y_hat, coded_hw):
+    bucket = (y_hat.shape[1] * 16, y_hat.shape[2] * 16)
+    with valid.region(bucket, coded_hw):
+        return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
 
 
 @jax.jit
@@ -183,8 +221,9 @@ def _likelihood_bits(graphdef, state, x01):
 
 
 @jax.jit
-def _hyper(net, z_hat):
-    return net.hyper(z_hat)
+def _hyper(net, z_hat, coded_hw):
+    with valid.region((z_hat.shape[1] * 64, z_hat.shape[2] * 64), coded_hw):
+        return net.hyper(z_hat)
 
 
 def stage_params(net, hyper, y_fixed, k, stage):
@@ -199,7 +238,12 @@ def stage_params(net, hyper, y_fixed, k, stage):
     return mu, net.scale_index(sigma)
 
 
-_stage_params = jax.jit(stage_params, static_argnums=(3,))
+def _bucketed_stage_params(net, hyper, y_fixed, k, stage, coded_hw):
+    with valid.region((y_fixed.shape[1] * 16, y_fixed.shape[2] * 16), coded_hw):
+        return stage_params(net, hyper, y_fixed, k, stage)
+
+
+_stage_params = jax.jit(_bucketed_stage_params, static_argnums=(3,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,12 +265,24 @@ class LatentCoder:
 
 
 def latent_coder(cm: CodingModel) -> LatentCoder:
+    """The jitted integer path, run at the bucket of the coded size."""
     net = cm.net
+
+    def hyper(z_hat):
+        coded = (z_hat.shape[1] * 64, z_hat.shape[2] * 64)
+        z = _pad_to(z_hat, bucket_hw(coded), 64)
+        return _hyper(net, jnp.asarray(z), _coded(coded))
+
+    def params(hyper, y_fixed, k, stage):
+        _, h, w, _ = y_fixed.shape
+        coded = (h * 16, w * 16)
+        y = jnp.asarray(_pad_to(y_fixed, bucket_hw(coded), 16))
+        mu, idx = _stage_params(net, hyper, y, k, jnp.int32(stage), _coded(coded))
+        return mu[:, :h, :w], idx[:, :h, :w]
+
     return LatentCoder(
-        hyper=lambda z_hat: _hyper(net, jnp.asarray(z_hat)),
-        stage_params=lambda hyper, y_fixed, k, stage: _stage_params(
-            net, hyper, jnp.asarray(y_fixed), k, jnp.int32(stage)
-        ),
+        hyper=hyper,
+        stage_params=params,
         z_tables=cm.z_tables,
         y_tables=cm.y_tables,
         groups=cm.groups,
@@ -318,8 +374,17 @@ def encode_latents(model, x01_padded):
     x = jnp.asarray(x01_padded, jnp.float32)
     check_padded_input(x)
     cm = _coding_model(model)
-    y, z = _analyze(cm.graphdef, cm.state, x)
+    y, z = analyze(cm, x)
     return encode_analysis(latent_coder(cm), y, z)
+
+
+def analyze(model, x01_padded):
+    """(y, z - median) of g_a / h_a, float32 numpy, run at the bucket of the size."""
+    cm = _coding_model(model)
+    ph, pw = x01_padded.shape[1:3]
+    xb = _pad_to(x01_padded, bucket_hw((ph, pw)), 1)
+    y, z = _analyze(cm.graphdef, cm.state, jnp.asarray(xb), _coded((ph, pw)))
+    return np.asarray(y)[:, : ph // 16, : pw // 16], np.asarray(z)[:, : ph // 64, : pw // 64]
 
 
 def decode_latents(model, sections, padded_hw):
@@ -337,7 +402,16 @@ def decompress_latents(model, sections, padded_hw):
     """[z bytes, y bytes] -> x_mse float32[1, H, W, 3] in [0, 1] (padded size)."""
     cm = _coding_model(model)
     y_hat, _ = decode_latents(cm, sections, padded_hw)
-    return np.asarray(_synthesize(cm.graphdef, cm.state, jnp.asarray(y_hat)))
+    return synthesize(cm, y_hat)
+
+
+def synthesize(model, y_hat) -> np.ndarray:
+    """g_s(y_hat) clipped to [0, 1], run at the bucket of y_hat's size."""
+    cm = _coding_model(model)
+    ph, pw = y_hat.shape[1] * 16, y_hat.shape[2] * 16
+    yb = _pad_to(y_hat, bucket_hw((ph, pw)), 16)
+    x = _synthesize(cm.graphdef, cm.state, jnp.asarray(yb), _coded((ph, pw)))
+    return np.asarray(x)[:, :ph, :pw]
 
 
 def estimate_bits(model, x01_padded) -> float:

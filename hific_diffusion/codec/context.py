@@ -53,8 +53,10 @@ class MaskedConv(Conv):
         d = np.arange(k) - k // 2
         self.mask = (np.add.outer(d, d) % 2 == 1).astype(np.float32)[:, :, None, None]
 
-    def effective_kernel(self):
-        return self.kernel[...] * self.mask
+    def effective_kernel(self, kernel=None):
+        if kernel is None:
+            return self.kernel[...] * self.mask
+        return kernel * np.asarray(self.mask)
 
 
 def chain(convs, x):

@@ -8,17 +8,17 @@ latent-variable models" (ICLR 2019), in a simple form:
 
 * Activations are fixed point with ``F`` fractional bits (``int_frac_bits``,
   default 8), saturated to int16: ``x_int = clip(round(x * 2^F), -2^15, 2^15 - 1)``.
-* Each convolution is a sum over chunks p (kernel position x block of 128
-  input channels) of int32 ``dot_general`` products of a shifted input slice
-  with that chunk's integer weights (no float, no backend conv), one
-  ``lax.scan`` over kernel positions (an unrolled loop compiles ~4x slower). Output channel c has weights
-  ``W = round(w * 2^s_c)``; each position's partial product is rescaled by a
-  rounding arithmetic right shift of ``r_c`` bits, the partials and the bias
-  ``B = round(b * 2^(F + s_c - r_c))`` are summed, and a final rounding shift
-  of ``t_c = s_c - r_c`` bits brings the result back to ``F`` fractional bits,
-  saturated again. Splitting the accumulation into chunks keeps each
-  int32 partial small, so the weights keep ~5 more bits than one long dot
-  product would allow for 5x5 convolutions over hundreds of channels.
+* Each convolution is a sum over chunks p (kernel position x block of 128 input
+  channels) of int32 ``dot_general`` products of a shifted input slice with that
+  chunk's integer weights (no float, no backend conv), one ``lax.scan`` over
+  kernel positions (an unrolled loop compiles ~4x slower). Output channel c has
+  weights ``W = round(w * 2^s_c)``; each position's partial product is rescaled
+  by a rounding arithmetic right shift of ``r_c`` bits, the partials and the
+  bias ``B = round(b * 2^(F + s_c - r_c))`` are summed, and a final rounding
+  shift of ``t_c = s_c - r_c`` bits brings the result back to ``F`` fractional
+  bits, saturated again. Splitting the accumulation into chunks keeps each int32
+  partial small, so the weights keep ~5 more bits than one long dot product
+  would allow for 5x5 convolutions over hundreds of channels.
   ReLU is ``max(x, 0)``, exact on integers.
 * Scale indices come from comparing the fixed-point sigma with integer
   thresholds (geometric midpoints of the scale table) by binary search; mu is
@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hific_diffusion.codec import valid
 from hific_diffusion.codec.context import chain
 
 ACT_MAX = (1 << 15) - 1
@@ -100,7 +101,8 @@ class IntConv:
 
     @classmethod
     def from_conv(cls, conv, frac_bits: int) -> IntConv:
-        w = np.asarray(conv.effective_kernel(), np.float64)
+        # numpy throughout: building the integer path compiles nothing.
+        w = conv.effective_kernel(np.asarray(conv.kernel[...], np.float64))
         b = np.asarray(conv.bias[...], np.float64)
         k, _, cin, cout = w.shape
         w = w.reshape(k * k, cin, cout)
@@ -111,10 +113,7 @@ class IntConv:
             t[c] = s - r[c]
         strides, padding, dilation = conv.geometry()
         return cls(
-            jnp.asarray(wq),
-            jnp.asarray(bq),
-            jnp.asarray(r),
-            jnp.asarray(t),
+            *jax.device_put((wq, bq, r, t)),
             k,
             tuple(strides),
             tuple(map(tuple, padding)),
@@ -122,6 +121,8 @@ class IntConv:
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.k > 1:
+            x = valid.mask(x)
         (plo, phi), (qlo, qhi) = self.padding
         sh, sw = self.strides
         xp = jax.lax.pad(
@@ -242,8 +243,8 @@ def build(model, scale_table: np.ndarray) -> IntNet:
     )
     median = np.round(np.asarray(model.prior.median[...], np.float64) * 2.0**f)
     median = np.clip(median, ACT_MIN, ACT_MAX).astype(np.int32)
-    thresholds = jnp.asarray(scale_thresholds(scale_table, f))
-    return IntNet(conv(model.h_s.convs), int_ctx, thresholds, jnp.asarray(median), f)
+    thresholds, median = jax.device_put((scale_thresholds(scale_table, f), median))
+    return IntNet(conv(model.h_s.convs), int_ctx, thresholds, median, f)
 
 
 def worst_case_accumulator(layer: IntConv) -> int:

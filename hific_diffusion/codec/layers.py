@@ -18,6 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hific_diffusion import skeleton
+from hific_diffusion.codec import valid
+
 _JAX_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 # How new Conv layers are initialised (config.model.init); see conv_init.
@@ -58,6 +61,8 @@ def fan_in_init(rngs: nnx.Rngs, shape) -> jax.Array:
     minutes on a busy CPU for the ~200 convolutions of ELIC. Under tracing
     (``nnx.eval_shape``, a jitted init) it uses the equivalent flax initializer.
     """
+    if skeleton.active():
+        return skeleton.zeros(shape)
     key = rngs.params()
     if isinstance(key, jax.core.Tracer):
         return _JAX_INIT(key, shape, jnp.float32)
@@ -74,6 +79,8 @@ def fan_in_init(rngs: nnx.Rngs, shape) -> jax.Array:
 
 def uniform_init(rngs: nnx.Rngs, shape, lo: float, hi: float) -> jax.Array:
     """U(lo, hi), drawn like :func:`fan_in_init` (numpy eagerly, jax when traced)."""
+    if skeleton.active():
+        return skeleton.zeros(shape)
     key = rngs.params()
     if isinstance(key, jax.core.Tracer):
         return jax.random.uniform(key, shape, jnp.float32, lo, hi)
@@ -105,7 +112,8 @@ class Conv(nnx.Module):
             self.bias = nnx.Param(uniform_init(rngs, (cout,), -bound, bound))
         else:
             self.kernel = nnx.Param(fan_in_init(rngs, shape))
-            self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+            zero = skeleton.zeros((cout,)) if skeleton.active() else jnp.zeros((cout,))
+            self.bias = nnx.Param(zero)
         self.k, self.stride, self.transpose = k, stride, transpose
 
     def geometry(self):
@@ -116,13 +124,16 @@ class Conv(nnx.Module):
             return (1, 1), ((lo, hi), (lo, hi)), (s, s)
         return (s, s), ((p, p), (p, p)), (1, 1)
 
-    def effective_kernel(self) -> jax.Array:
-        """The HWIO kernel actually applied (subclasses may mask it)."""
-        return self.kernel[...]
+    def effective_kernel(self, kernel=None):
+        """The HWIO kernel actually applied (subclasses may mask it); of
+        ``kernel`` (e.g. a float64 numpy copy) when given."""
+        return self.kernel[...] if kernel is None else kernel
 
     def __call__(self, x: jax.Array) -> jax.Array:
         strides, padding, dilation = self.geometry()
         kernel = self.effective_kernel().astype(x.dtype)
+        if self.k > 1:
+            x = valid.mask(x)
         if self.transpose:
             y = subpixel_conv(x, kernel, self.stride, padding[0][0])
         else:

@@ -21,9 +21,15 @@ import numpy as np
 from flax import nnx
 from scipy import special
 
+from hific_diffusion import skeleton
 from hific_diffusion.codec.layers import uniform_init
 
 LIKELIHOOD_FLOOR = 1e-9
+
+
+def _const(shape, value: float):
+    a = np.full(shape, value, np.float32)
+    return a if skeleton.active() else jnp.asarray(a)
 
 
 class FactorizedPrior(nnx.Module):
@@ -35,11 +41,11 @@ class FactorizedPrior(nnx.Module):
         self.matrices, self.biases, self.factors = nnx.List(), nnx.List(), nnx.List()
         for k in range(len(filters) + 1):
             init = float(np.log(np.expm1(1.0 / scale / dims[k + 1])))
-            self.matrices.append(nnx.Param(jnp.full((channels, dims[k + 1], dims[k]), init)))
+            self.matrices.append(nnx.Param(_const((channels, dims[k + 1], dims[k]), init)))
             self.biases.append(nnx.Param(uniform_init(rngs, (channels, dims[k + 1]), -0.5, 0.5)))
             if k < len(filters):
-                self.factors.append(nnx.Param(jnp.zeros((channels, dims[k + 1]))))
-        self.median = nnx.Param(jnp.zeros((channels,)))
+                self.factors.append(nnx.Param(_const((channels, dims[k + 1]), 0.0)))
+        self.median = nnx.Param(_const((channels,), 0.0))
         self.channels = channels
 
     def offset(self) -> jax.Array:

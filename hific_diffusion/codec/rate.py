@@ -33,7 +33,7 @@ def rate_breakdown(model, x01_padded) -> dict:
     x = jnp.asarray(x01_padded, jnp.float32)
     sections, y_hat, z_hat = coding.encode_latents(model, x)
     out = model(x, training=False)
-    y, _ = coding._analyze(cm.graphdef, cm.state, x)
+    y, _ = coding.analyze(cm, x)
     f = cm.net.frac_bits
 
     def quantize_fixed(y_k, mu):

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hific_diffusion import skeleton
+
 
 class UNetInputError(ValueError):
     """An input the U-Net cannot process (wrong rank, channels or size)."""
@@ -51,15 +53,20 @@ class _Layers:
         return nnx.Conv(
             cin, cout, (k, k), strides=(stride, stride), padding=pad, dtype=self.dtype,
             param_dtype=self.param_dtype, rngs=self.rngs,
+            **skeleton.flax_init_kwargs("kernel_init", "bias_init"),
         )  # fmt: skip
 
     def linear(self, cin, cout):
-        return nnx.Linear(cin, cout, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs)
+        return nnx.Linear(
+            cin, cout, dtype=self.dtype, param_dtype=self.param_dtype, rngs=self.rngs,
+            **skeleton.flax_init_kwargs("kernel_init", "bias_init"),
+        )  # fmt: skip
 
     def norm(self, c):
         return nnx.GroupNorm(
             c, num_groups=_groups(c, self.cfg.norm_groups), epsilon=1e-5, dtype=self.dtype,
             param_dtype=self.param_dtype, rngs=self.rngs,
+            **skeleton.flax_init_kwargs("scale_init", "bias_init"),
         )  # fmt: skip
 
 

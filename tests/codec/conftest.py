@@ -70,6 +70,12 @@ def photo_crop(size=128, which=0):
 
 
 @pytest.fixture(scope="session")
+def photo_list():
+    """The four photos, float32 [H, W, 3] in [0, 1] (astronaut, coffee, chelsea, rocket)."""
+    return photos()
+
+
+@pytest.fixture(scope="session")
 def photo_128():
     """The centre 128x128 crop of skimage's astronaut (not a training crop size)."""
     return photo_crop(128)

@@ -139,7 +139,7 @@ def test_integer_hyper_adds_the_z_median(model):
     assert err < 0.05 and effect > 5 * err, (err, effect)
     x = jax.random.uniform(jax.random.key(7), (1, 64, 64, 3))
     sections, y_hat, z_sym = coding.encode_latents(shifted, x)
-    _, z = coding._analyze(cm.graphdef, cm.state, x)
+    _, z = coding.analyze(cm, x)
     np.testing.assert_array_equal(z_sym, np.round(np.asarray(z)))  # z - median, rounded
     y2, z2 = coding.decode_latents(shifted, sections, (64, 64))
     np.testing.assert_array_equal(z2, z_sym)
@@ -152,7 +152,7 @@ def test_context_gives_same_params_in_training_and_coding_order(model):
     cm = coding.prepare(model)
     x = jax.random.uniform(jax.random.key(5), (1, 64, 64, 3))
     _, y_hat, z_hat = coding.encode_latents(model, x)
-    y, _ = coding._analyze(cm.graphdef, cm.state, x)
+    y, _ = coding.analyze(cm, x)
     hyper = cm.net.hyper(jnp.asarray(z_hat))
 
     def quantize_fixed(y_k, mu):
