@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion.codec import context, entropy_model, quantize
+from hific_diffusion.codec import context, entropy_model, quantize, valid
 from hific_diffusion.codec.layers import conv_init
 from hific_diffusion.codec.priors import FactorizedPrior
 from hific_diffusion.codec.transforms import (
@@ -94,10 +94,11 @@ class ELIC(nnx.Module):
         mu, sigma, y_hat = context.training_params(self.context, hyper, y, quantize.quantize_around)
         y_rate = quantize.add_uniform_noise(y, ry) if training else y_hat
         y_lik = entropy_model.gaussian_likelihood(y_rate, mu, sigma, self.scale_min)
+        # Inside a coding bucket (codec/valid.py) the padding costs no bits.
         return dict(
             x_hat=self.synthesis(y_hat),
-            y_bits=entropy_model.bits(y_lik),
-            z_bits=entropy_model.bits(z_lik),
+            y_bits=entropy_model.bits(valid.fill_outside(y_lik, 1.0)),
+            z_bits=entropy_model.bits(valid.fill_outside(z_lik, 1.0)),
         )
 
 

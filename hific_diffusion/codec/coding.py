@@ -215,8 +215,9 @@ def _synthesize(graphdef, state, y_hat, coded_hw):
 
 
 @jax.jit
-def _likelihood_bits(graphdef, state, x01):
-    out = nnx.merge(graphdef, state)(x01, training=False)
+def _likelihood_bits(graphdef, state, x01, coded_hw):
+    with valid.region(x01.shape[1:3], coded_hw):
+        out = nnx.merge(graphdef, state)(x01, training=False)
     return out["y_bits"] + out["z_bits"]
 
 
@@ -417,5 +418,6 @@ def synthesize(model, y_hat) -> np.ndarray:
 def estimate_bits(model, x01_padded) -> float:
     """Float likelihood estimate (-log2 P of the hard-quantized latents), in bits."""
     cm = _coding_model(model)
-    x = jnp.asarray(x01_padded, jnp.float32)
-    return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, x))))
+    ph, pw = x01_padded.shape[1:3]
+    xb = jnp.asarray(_pad_to(x01_padded, bucket_hw((ph, pw)), 1), jnp.float32)
+    return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, xb, _coded((ph, pw))))))

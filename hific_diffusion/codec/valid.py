@@ -43,6 +43,12 @@ def region(bucket_hw, coded_hw):
 def mask(x: jax.Array) -> jax.Array:
     """``x`` (NHWC) with everything outside the current region zeroed; ``x``
     itself outside :func:`region`."""
+    return fill_outside(x, 0)
+
+
+def fill_outside(x: jax.Array, value) -> jax.Array:
+    """``x`` (NHWC) with ``value`` outside the current region (e.g. likelihood
+    1 there, so the padding costs no bits); ``x`` itself outside :func:`region`."""
     current = _REGION.get()
     if current is None:
         return x
@@ -54,4 +60,4 @@ def mask(x: jax.Array) -> jax.Array:
     vw = coded[1] * w // bw
     rows = jax.lax.broadcasted_iota(jnp.int32, (1, h, w, 1), 1) < vh
     cols = jax.lax.broadcasted_iota(jnp.int32, (1, h, w, 1), 2) < vw
-    return jnp.where(rows & cols, x, jnp.zeros((), x.dtype))
+    return jnp.where(rows & cols, x, jnp.asarray(value, x.dtype))

@@ -117,3 +117,13 @@ def test_region_mask_zeroes_outside_at_every_resolution(scale):
     vh, vw = 128 // scale, 320 // scale
     assert m[:, :vh, :vw].all() and not m[:, vh:].any() and not m[:, :, vw:].any()
     np.testing.assert_array_equal(valid.mask(x), x)  # outside a region: unchanged
+
+
+def test_likelihood_estimate_ignores_the_padding(trained_tiny, photo_list, monkeypatch):
+    model = trained_tiny[0]
+    x = _crop(photo_list, 128, 192)
+    _policy(monkeypatch, 0)
+    exact = coding.estimate_bits(model, x)
+    _policy(monkeypatch, 192)
+    padded = coding.estimate_bits(model, x)
+    assert padded == pytest.approx(exact, rel=1e-4)
