@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 
 import jax
@@ -227,24 +228,34 @@ def _hyper(net, z_hat, coded_hw):
         return net.hyper(z_hat)
 
 
-def stage_params(net, hyper, y_fixed, k, stage):
-    """Integer (mu, scale index) of group k at every position, for one coding stage."""
+def stage_params(net, hyper, y_fixed, k, stage, channel=None):
+    """Integer (mu, scale index) of group k at every position, for one coding
+    stage; ``channel``: group k's channel context if already computed."""
     groups = net.context.groups
     start, end = sum(groups[:k]), sum(groups[: k + 1])
     y_prev = y_fixed[..., :start] if k else None
     current = y_fixed[..., start:end]
     # Traced, not static: one compilation per group serves both stages.
     current = jnp.where(stage == context.ANCHOR, 0, current)
-    mu, sigma = context.group_params(net.context, k, hyper, y_prev, current)
+    mu, sigma = context.group_params(net.context, k, hyper, y_prev, current, channel)
     return mu, net.scale_index(sigma)
 
 
-def _bucketed_stage_params(net, hyper, y_fixed, k, stage, coded_hw):
-    with valid.region((y_fixed.shape[1] * 16, y_fixed.shape[2] * 16), coded_hw):
-        return stage_params(net, hyper, y_fixed, k, stage)
+def _region(y_fixed, coded_hw):
+    return valid.region((y_fixed.shape[1] * 16, y_fixed.shape[2] * 16), coded_hw)
 
 
-_stage_params = jax.jit(_bucketed_stage_params, static_argnums=(3,))
+@functools.partial(jax.jit, static_argnums=(2,))
+def _channel_context(net, y_fixed, k, coded_hw):
+    with _region(y_fixed, coded_hw):
+        start = sum(net.context.groups[:k])
+        return context.channel_context(net.context, k, y_fixed[..., :start])
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _stage_params(net, hyper, y_fixed, k, stage, coded_hw, channel):
+    with _region(y_fixed, coded_hw):
+        return stage_params(net, hyper, y_fixed, k, stage, channel)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,11 +285,16 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
         z = _pad_to(z_hat, bucket_hw(coded), 64)
         return _hyper(net, jnp.asarray(z), _coded(coded))
 
+    channel = {}  # group k -> its channel context, computed at the anchor stage
+
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
-        coded = (h * 16, w * 16)
-        y = jnp.asarray(_pad_to(y_fixed, bucket_hw(coded), 16))
-        mu, idx = _stage_params(net, hyper, y, k, jnp.int32(stage), _coded(coded))
+        coded = _coded((h * 16, w * 16))
+        y = jnp.asarray(_pad_to(y_fixed, bucket_hw((h * 16, w * 16)), 16))
+        if stage == context.ANCHOR or k not in channel:
+            channel.clear()
+            channel[k] = _channel_context(net, y, k, coded) if k else None
+        mu, idx = _stage_params(net, hyper, y, k, jnp.int32(stage), coded, channel[k])
         return mu[:, :h, :w], idx[:, :h, :w]
 
     return LatentCoder(

@@ -119,14 +119,21 @@ def split_groups(y, groups):
     return jnp.split(y, np.cumsum(groups)[:-1], axis=-1)
 
 
-def group_params(net, k: int, hyper, y_prev, y_anchor):
+def channel_context(net, k: int, y_prev):
+    """g_ch^(k)(y_hat of groups < k); None for k = 0. The same for both
+    checkerboard stages of group k, so a coder computes it once per group."""
+    return chain(net.channel[k], y_prev) if k > 0 else None
+
+
+def group_params(net, k: int, hyper, y_prev, y_anchor, channel=None):
     """(mu, sigma_raw) of group k at every position (ELIC Eq. 6-8).
 
     ``hyper``: h_s output (2N channels); ``y_prev``: y_hat of groups < k
     concatenated (ignored for k = 0); ``y_anchor``: y_hat of group k with the
     non-anchors zeroed (anything, e.g. zeros, when only anchors are wanted:
     the anchors' parameters never depend on it). Non-anchor entries are only
-    valid once ``y_anchor`` holds the decoded anchors.
+    valid once ``y_anchor`` holds the decoded anchors. ``channel``: the
+    :func:`channel_context` of ``y_prev`` if already computed.
     """
     h, w = hyper.shape[1:3]
     nonanchor = checkerboard_traced(h, w, NONANCHOR)
@@ -135,7 +142,7 @@ def group_params(net, k: int, hyper, y_prev, y_anchor):
     # as in CompressAI, so imported aggregation weights line up.
     parts = [jnp.where(nonanchor, spatial, 0), hyper]
     if k > 0:
-        parts.insert(1, chain(net.channel[k], y_prev))
+        parts.insert(1, channel_context(net, k, y_prev) if channel is None else channel)
     out = chain(net.aggregate[k], jnp.concatenate(parts, axis=-1))
     sigma, mu = jnp.split(out, 2, axis=-1)
     return mu, sigma
