@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: compile time from JAX's own events, optional traces.
+"""Shared by the benchmarks: compile time from JAX's own events, optional traces,
+the CompressAI worker process.
 
 ``CompileClock`` sums JAX's compile-event durations (tracing, lowering to
 MLIR, backend compile) reported through ``jax.monitoring``, so a single call
@@ -13,7 +14,9 @@ profiler error is printed and skipped, and once a process has spent
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,3 +80,35 @@ def maybe_trace(label: str, fn, iters: int = 1) -> str | None:
     finally:
         _traced_s[0] += time.perf_counter() - t0
     return str(out)
+
+
+class CompressAIWorker:
+    """``bench/compressai_worker.py`` in the torch interpreter, one JSON line each way."""
+
+    def __init__(self, python: str):
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env.pop("PYTHONPATH", None)  # the worker needs nothing of ours
+        worker = Path(__file__).with_name("compressai_worker.py")
+        self.proc = subprocess.Popen(
+            [python, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=env,
+        )  # fmt: skip
+
+    def __call__(self, **msg):
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"error: the CompressAI worker died (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -62,7 +62,7 @@ DEFAULT_TORCH_PY = ROOT / ".venv-torch" / "bin" / "python"
 TORCH_PY_ENV = "HFD_TORCH_PYTHON"  # overrides DEFAULT_TORCH_PY when set
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import CompileClock, maybe_trace  # noqa: E402
+from benchutil import CompileClock, CompressAIWorker, maybe_trace  # noqa: E402
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -204,38 +204,6 @@ def _git_commit() -> str:
 
 def _finite(x):
     return float(x) if np.isfinite(x) else None  # JSON has no inf (identical images)
-
-
-class CompressAIWorker:
-    """``bench/compressai_worker.py`` in the torch interpreter, one JSON line each way."""
-
-    def __init__(self, python: str):
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        env.pop("PYTHONPATH", None)  # the worker needs nothing of ours
-        worker = Path(__file__).with_name("compressai_worker.py")
-        self.proc = subprocess.Popen(
-            [python, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=env,
-        )  # fmt: skip
-
-    def __call__(self, **msg):
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"error: the CompressAI worker died (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self):
-        try:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def _ours_timed(fn):

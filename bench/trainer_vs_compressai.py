@@ -116,33 +116,21 @@ class Ours:
 
 class Theirs:
     def __init__(self, args, crops: Path):
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        worker = Path(__file__).with_name("compressai_worker.py")
-        self.proc = subprocess.Popen(
-            [args.torch_python, str(worker)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, env=env,
-        )  # fmt: skip
-        info = self._call(
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from benchutil import CompressAIWorker
+
+        self.worker = CompressAIWorker(args.torch_python)
+        info = self.worker(
             cmd="init", N=args.N, M=args.M, lr=args.lr, lmbda=args.lmbda, clip=args.clip,
             seed=args.seed, crops=str(crops),
         )  # fmt: skip
         self.params, self.torch = info["params"], info["torch"]
 
-    def _call(self, **msg):
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"error: the CompressAI worker died (exit {self.proc.wait()})")
-        return json.loads(line)
-
     def step(self, i):
-        return self._call(cmd="step", i=i)
+        return self.worker(cmd="step", i=i)
 
     def close(self):
-        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        self.worker.close()
 
 
 def summarize(rows, skip_first=True):
