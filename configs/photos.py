@@ -51,6 +51,33 @@ def get_config(arg: str = "autoencoder:0.3"):
     config.data.source = "folder"
     config.data.path = os.path.join(DATA, "train")
     config.data.crop = 128
+    # Stage 2 (``diffusion`` / ``flow``): a small three-level U-Net on 64 px
+    # crops of the photos, conditioned on the frozen autoencoder of the same
+    # rate (``train.autoencoder_checkpoint``, default runs/photos/ae_<rate>).
+    # ASSUMPTION: the demo's U-Net size (one core ~1 step/s); the diffusion
+    # models the scaled residual (x - x_mse) / residual_scale (CDC-style):
+    # x_mse then fixes the content and the model only has detail to learn.
+    d = config.diffusion
+    d.target = "residual"
+    d.residual_scale = 0.25
+    u = d.unet
+    u.base_channels = 32
+    u.channel_mult = (1, 2, 2)
+    u.num_res_blocks = 1
+    u.attn_resolutions = ()
+    u.mid_attention = False
+    u.norm_groups = 8
+    u.resolution = 64
+    u.compute_dtype = "float32"  # CPU: bf16 is emulated and slower
+    d.steps = 16
+    d.tile = 64
+    d.overlap = 16
+    d.tile_chunk = 16
+    if task != "autoencoder":
+        config.data.crop = 64
+        t.lr = 2e-4
+        t.warmup_steps = 100
+        t.autoencoder_checkpoint = os.path.join("runs", "photos", f"ae_{rate}")
     config.eval.dataset = "folder"
     config.eval.data_dir = os.path.join(DATA, "heldout")
     return config
