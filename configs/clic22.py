@@ -8,8 +8,4 @@ from hific_diffusion import configs
 
 
 def get_config(arg: str = ""):
-    config = configs.base_config()
-    config.name = "clic22"
-    config.eval.dataset = "clic22"
-    config.eval.decoders = ("mse", "diffusion", "flow")
-    return config
+    return configs.eval_protocol("clic22")

@@ -1,15 +1,15 @@
-"""Evaluation protocol: MS-COCO 30k (val 2014 captions subset), full-image FID as in HFD Table 2.
+"""Evaluation protocol: MS-COCO 30k (30,000 images of val2014), FID over whole images.
 
-Metrics: real bpp, PSNR, MS-SSIM, LPIPS per image; FID/256 and KID/256
-over 256x256 patches (HiFiC protocol, Mentzer et al. 2020).
+HFD reports FID on MS-COCO 30k besides CLIC. ASSUMPTION: the table and the
+exact preprocessing (resizing, crop) could not be checked offline; images are
+evaluated whole, as given.
+
+Metrics: real bpp, PSNR, MS-SSIM, LPIPS per image; FID and KID over whole
+images (``eval.fid_patch = 0``).
 """
 
 from hific_diffusion import configs
 
 
 def get_config(arg: str = ""):
-    config = configs.base_config()
-    config.name = "coco30k"
-    config.eval.dataset = "coco30k"
-    config.eval.decoders = ("mse", "diffusion", "flow")
-    return config
+    return configs.eval_protocol("coco30k", fid_patch=0)

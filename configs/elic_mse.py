@@ -32,7 +32,9 @@ LAMBDAS = {
 
 def get_config(arg: str = "0.12"):
     if arg not in LAMBDAS:
-        raise ValueError(f"elic_mse: unknown rate {arg!r}; choose one of {sorted(LAMBDAS)}")
+        raise configs.ConfigError(
+            f"elic_mse: unknown rate {arg!r}; choose one of {sorted(LAMBDAS)}"
+        )
     config = configs.base_config()
     config.name = f"elic_mse:{arg}"
     config.task = "autoencoder"

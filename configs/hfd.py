@@ -6,15 +6,22 @@ HFD does not list its U-Net; ASSUMPTION: the ADM-style 256x256 shape
 (widths 128-512 over six levels) with 3 residual blocks per level,
 attention at the 16x16 and 8x8 levels and dropout 0.1 (Dhariwal & Nichol
 2021, 256x256 models). ``diffusers_equiv`` is the peer-benchmark shape.
+
+``--config=hfd:<bpp>`` picks the stage-1 rate point (one of ``elic_mse``'s):
+the model section is that run's, and the frozen autoencoder is read from
+``runs/elic_mse_<bpp>`` unless ``--config.train.autoencoder_checkpoint``
+says otherwise. ASSUMPTION (not given in HFD): the stage-2 batch 32, lr 1e-4
+and the trainer's default EMA 0.999 and warm-up.
 """
 
 from hific_diffusion import configs
 
 
 def get_config(arg: str = "0.12"):
-    config = configs.base_config()
+    config = configs.load(f"elic_mse:{arg}")  # an unknown rate fails here
     config.name = f"hfd:{arg}"
     config.task = "diffusion"
+    config.train.autoencoder_checkpoint = f"runs/elic_mse_{arg}"
     config.diffusion.eta = 0.5
     config.diffusion.parameterization = "v"
     u = config.diffusion.unet
@@ -30,6 +37,7 @@ def get_config(arg: str = "0.12"):
     config.diffusion.overlap = 64
     config.train.batch_size = 32
     config.train.lr = 1e-4
+    config.train.steps = 1_000_000
     config.data.source = "folder"
     config.data.crop = 256
     return config

@@ -8,8 +8,4 @@ from hific_diffusion import configs
 
 
 def get_config(arg: str = ""):
-    config = configs.base_config()
-    config.name = "kodak"
-    config.eval.dataset = "kodak"
-    config.eval.decoders = ("mse", "diffusion", "flow")
-    return config
+    return configs.eval_protocol("kodak")

@@ -28,7 +28,7 @@ def get_config(arg: str = "autoencoder:0.3"):
     task, _, rate = arg.partition(":")
     rate = rate or "0.3"
     if rate not in RATES:
-        raise ValueError(f"photos: unknown rate {rate!r}; choose one of {sorted(RATES)}")
+        raise configs.ConfigError(f"photos: unknown rate {rate!r}; choose one of {sorted(RATES)}")
     config = configs.base_config()
     config.name = f"photos:{task}:{rate}"
     config.task = task

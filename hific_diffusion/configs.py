@@ -110,14 +110,20 @@ def _parse_like(current, text: str):
     return value
 
 
+def _flag_values(argv: Sequence[str], flag: str):
+    """``(index, prefix, value)`` of each ``--flag VALUE`` / ``--flag=VALUE`` in argv."""
+    for i, item in enumerate(argv):
+        if item == f"--{flag}" and i + 1 < len(argv):
+            yield i + 1, "", argv[i + 1]
+        elif item.startswith(f"--{flag}="):
+            yield i, f"--{flag}=", item.split("=", 1)[1]
+
+
 def resolve_argv(argv: Sequence[str], flag: str = "config") -> list[str]:
     """Rewrite ``--config NAME`` / ``--config=NAME`` to a path absl can load."""
     out = list(argv)
-    for i, item in enumerate(out):
-        if item == f"--{flag}" and i + 1 < len(out):
-            out[i + 1] = resolve(out[i + 1])
-        elif item.startswith(f"--{flag}="):
-            out[i] = f"--{flag}=" + resolve(item.split("=", 1)[1])
+    for i, prefix, value in _flag_values(argv, flag):
+        out[i] = prefix + resolve(value)
     return out
 
 
@@ -127,6 +133,10 @@ def run_app(main: Callable[[Sequence[str]], None]) -> None:
 
     try:
         sys.argv = resolve_argv(sys.argv)
+        # Build the config once here: an argument its get_config rejects
+        # (``hfd:0.33``) is then one line, not absl's traceback.
+        for _, _, spec in _flag_values(sys.argv, "config"):
+            load(spec)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -160,6 +170,22 @@ def base_config() -> ml_collections.ConfigDict:
     config.train = train_config()
     config.data = data_config()
     config.eval = eval_config()
+    return config
+
+
+# The decoders an evaluation protocol compares (``eval.decoders``).
+ALL_DECODERS = ("mse", "diffusion", "flow")
+
+
+def eval_protocol(dataset: str, *, fid_patch: int = 256) -> ml_collections.ConfigDict:
+    """An evaluation protocol's config (``configs/clic20.py`` ...): the base
+    config evaluating every decoder on ``dataset``; ``fid_patch`` 256 is
+    HiFiC's FID/256 over 256x256 patches, 0 is FID over whole images."""
+    config = base_config()
+    config.name = dataset
+    config.eval.dataset = dataset
+    config.eval.decoders = ALL_DECODERS
+    config.eval.fid_patch = fid_patch
     return config
 
 

@@ -79,3 +79,52 @@ def test_train_bad_config_value_is_a_one_line_error_with_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "optimizer" in errors[0]
+
+
+# What each named config's docstring promises, field by field.
+@pytest.mark.parametrize(
+    "name,dataset,fid_patch",
+    [("clic20", "clic20", 256), ("clic22", "clic22", 256), ("kodak", "kodak", 256),
+     ("coco30k", "coco30k", 0)],
+)  # fmt: skip
+def test_eval_protocols_evaluate_every_decoder_with_their_fid_protocol(name, dataset, fid_patch):
+    config = configs.load(name)
+    assert config.eval.dataset == dataset
+    assert set(config.eval.decoders) == {"mse", "diffusion", "flow"}
+    assert config.eval.fid_patch == fid_patch  # coco30k: "FID over whole images"
+
+
+def test_hfd_rate_argument_picks_the_stage1_model_and_its_checkpoint():
+    low, high = configs.load("hfd:0.06"), configs.load("hfd:0.40")
+    assert low.model.lmbda == configs.load("elic_mse:0.06").model.lmbda
+    assert high.model.lmbda == configs.load("elic_mse:0.40").model.lmbda != low.model.lmbda
+    assert low.train.autoencoder_checkpoint != high.train.autoencoder_checkpoint
+    assert configs.load("hfd_rf:0.40").train.autoencoder_checkpoint == (
+        high.train.autoencoder_checkpoint
+    )
+    with pytest.raises(configs.ConfigError, match="unknown rate"):
+        configs.load("hfd:0.33")
+
+
+def test_hfd_rf_is_hfd_with_a_few_step_flow():
+    hfd, rf = configs.load("hfd"), configs.load("hfd_rf")
+    assert rf.task == "flow" and hfd.task == "diffusion"
+    assert (rf.diffusion.steps, hfd.diffusion.steps) == (8, 250)
+    assert rf.diffusion.unet.to_dict() == hfd.diffusion.unet.to_dict()
+
+
+def test_photos_rates_are_separate_models_and_stage2_reads_its_own_rate():
+    low, high = configs.load("photos:autoencoder:0.15"), configs.load("photos:autoencoder:0.6")
+    assert low.model.lmbda < configs.load("photos").model.lmbda < high.model.lmbda
+    stage2 = configs.load("photos:diffusion:0.6")
+    assert stage2.task == "diffusion" and stage2.train.autoencoder_checkpoint.endswith("ae_0.6")
+    assert stage2.model.to_dict() == high.model.to_dict()
+    with pytest.raises(configs.ConfigError, match="unknown rate"):
+        configs.load("photos:autoencoder:0.45")
+
+
+def test_a_rate_the_config_rejects_is_a_one_line_error_with_exit_2(tmp_path):
+    result = _run(["hific_diffusion.train", "--config=hfd:0.33", "--workdir=w"], cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error:") and "0.33" in line and "0.60" in line  # the choices

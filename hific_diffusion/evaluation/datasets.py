@@ -23,8 +23,8 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 HOW_TO_GET = {
     "clic20": (
-        "CLIC 2020 professional test set (428 PNGs, HiFiC/HFD Fig. 3): download the "
-        "'professional test' split from https://clic.compression.cc (or tfds 'clic') and "
+        "CLIC 2020 test set, professional (250) + mobile (178) = 428 PNGs (HiFiC/HFD "
+        "Fig. 3): download both test splits from https://clic.compression.cc (or tfds 'clic') and "
         "unpack the PNGs into one directory"
     ),
     "clic22": (
