@@ -100,8 +100,11 @@ def bench_train(graphdef, state, dcfg, size, batch, iters, fwd_flops, label=""):
 
     @jax.jit
     def step(params, opt_state, key):
-        grad_fn = jax.value_and_grad(losses.stage2_loss, argnums=1, has_aux=True)
-        (loss, _), g = grad_fn(graphdef, params, data, key, cfg=dcfg, kind="diffusion")
+        def pure(params):
+            unet = nnx.merge(graphdef, params)
+            return losses.diffusion_loss(unet, data["image"], data["x_mse"], key, dcfg)
+
+        (loss, _), g = jax.value_and_grad(pure, has_aux=True)(params)
         updates, opt_state = opt.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 

@@ -33,9 +33,9 @@ class ELIC(nnx.Module):
 
     ``model(x01, training)`` returns ``x_hat`` (NHWC, unclipped), and per-image
     ``y_bits`` / ``z_bits`` (sums of -log2 likelihoods). With ``training=True``
-    the noise for the rate proxy comes from ``rng`` or the model's own
-    ``noise`` stream (part of the module state, so a trainer that carries the
-    state forward gets fresh noise each step).
+    the noise for the rate proxy comes from ``rng`` (the trainer derives it
+    from seed and step, so a resumed run draws the same noise). The module
+    holds parameters and fixed arrays only, no random state.
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
@@ -59,7 +59,6 @@ class ELIC(nnx.Module):
         # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
         filters = tuple(int(f) for f in cfg.get("prior_filters", (3, 3, 3)))
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
-        self.noise = nnx.Rngs(noise=rngs.params())
 
     def analysis(self, x01):
         """g_a in the compute dtype; y in float32."""
@@ -81,11 +80,7 @@ class ELIC(nnx.Module):
         z = self.h_a(y)
         if training:
             if rng is None:
-                # Mix in the batch so the noise changes per step even when a
-                # trainer rebuilds (does not carry) the module's rng state;
-                # pass ``rng`` explicitly for full control.
-                salt = jax.lax.bitcast_convert_type(jnp.sum(x01, dtype=jnp.float32), jnp.int32)
-                rng = jax.random.fold_in(self.noise.noise(), salt)
+                raise ValueError("ELIC(training=True) needs rng for the quantization noise")
             rz, ry = jax.random.split(rng)
             z_lik = self.prior.likelihood(quantize.add_uniform_noise(z, rz))
         else:

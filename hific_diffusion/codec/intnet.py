@@ -258,7 +258,3 @@ def worst_case_accumulator(layer: IntConv) -> int:
     per_pos = (ACT_MAX + 1) * w + hr
     total = (per_pos >> r).sum(axis=0) + w.shape[0] + np.abs(np.asarray(layer.bias, np.int64))
     return int(max(per_pos.max(), (total + ht).max()))
-
-
-def fixed_to_float(x_int, frac_bits: int):
-    return np.asarray(x_int, np.float64) / 2.0**frac_bits

@@ -2,16 +2,14 @@
 
 Both take images in [0, 1] (``x01`` the target, ``x_mse01`` the frozen
 autoencoder's reconstruction) and work in [-1, 1] model space. The trainer
-wraps :func:`stage2_loss` (a pure function of ``(graphdef, params, rest,
-batch, rng)``) in ``jax.value_and_grad``; the loop itself lives in
-``hific_diffusion.train``.
+picks one per task (``train/tasks.py``, the one registry of tasks); the loop
+itself lives in ``hific_diffusion.train``.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from hific_diffusion.diffusion import parameterization as P
 from hific_diffusion.diffusion import schedules
@@ -132,19 +130,3 @@ def flow_loss(unet, x01, x_mse01, rng, cfg):
     loss = jnp.mean((pred - target) ** 2)
     x_hat = z + (1.0 - tb) * pred
     return loss, dict(loss=loss, velocity_mse=loss, x_mse=jnp.mean((x_hat - x) ** 2))
-
-
-LOSSES = {"diffusion": diffusion_loss, "flow": flow_loss}
-
-
-def stage2_loss(graphdef, params, batch, rng, *, cfg, kind: str):
-    """Pure loss for ``jax.value_and_grad(stage2_loss, argnums=1, has_aux=True)``.
-
-    ``params = nnx.state(unet)`` (the U-Net holds nothing but parameters: the
-    dropout key comes from ``rng``); ``batch = {"image": x01, "x_mse":
-    x_mse01}``. Returns ``(loss, metrics)``.
-    """
-    if kind not in LOSSES:
-        raise LossConfigError(f"unknown stage-2 task {kind!r}; expected 'diffusion' or 'flow'")
-    unet = nnx.merge(graphdef, params)
-    return LOSSES[kind](unet, batch["image"], batch["x_mse"], rng, cfg)

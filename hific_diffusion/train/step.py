@@ -19,22 +19,6 @@ from hific_diffusion.train import optim, tasks
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _fold_rngs(rest, step):
-    """Fresh module RNG keys every step, as a pure function of the step.
-
-    Keeping the keys a function of ``(seed, step)`` instead of threading the
-    mutated ``nnx.Rngs`` through the state makes a resumed run draw exactly
-    the noise an uninterrupted run draws.
-    """
-
-    def one(x):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.fold_in(x, step)
-        return x
-
-    return jax.tree.map(one, rest)
-
-
 def _cast(tree, dtype):
     return jax.tree.map(
         lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
@@ -56,21 +40,18 @@ def make_step_fn(task, config, graphdef, tx, frozen_graphdef=None):
         if frozen_graphdef is not None:
             x_mse = tasks.reconstruct(nnx.merge(frozen_graphdef, frozen_state, copy=True), x01)
         rng = jax.random.fold_in(base_key, step)
-        step_rest = _fold_rngs(rest, step)
 
-        def loss_fn(params, step_rest):
+        def loss_fn(params, rest):
             # bf16 compute: parameters stay float32 in the state; the forward
             # and backward pass run on a bf16 copy, gradients come back f32.
             p = _cast(params, dtype) if dtype != jnp.float32 else params
             xin = x01.astype(dtype)
             cond = None if x_mse is None else x_mse.astype(dtype)
-            model = nnx.merge(graphdef, nnx.State(p), step_rest, copy=True)
+            model = nnx.merge(graphdef, nnx.State(p), rest, copy=True)
             loss, metrics = task.loss(model, xin, cond, rng, config)
             return loss.astype(jnp.float32), metrics
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], step_rest
-        )
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], rest)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         # The new parameters are checked too: a finite gradient can still

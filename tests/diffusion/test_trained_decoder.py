@@ -82,8 +82,13 @@ def test_trained_diffusion_adds_detail_and_is_perceptually_no_worse_than_x_mse(t
     @jax.jit
     def step(params, opt_state, x, key):
         batch = {"image": x, "x_mse": jax_blur(x)}
-        grad_fn = jax.value_and_grad(losses.stage2_loss, argnums=1, has_aux=True)
-        (loss, _), g = grad_fn(graphdef, params, batch, key, cfg=cfg, kind="diffusion")
+
+        def pure(params):
+            return losses.diffusion_loss(
+                nnx.merge(graphdef, params), batch["image"], batch["x_mse"], key, cfg
+            )
+
+        (loss, _), g = jax.value_and_grad(pure, has_aux=True)(params)
         updates, opt_state = opt.update(g, opt_state)
         return optax.apply_updates(params, updates), opt_state, loss
 
