@@ -104,6 +104,16 @@ def test_generative_decoders_add_high_frequency_detail(crops, decoder):
     assert np.mean(gains) > 1.2, gains
 
 
+@pytest.mark.parametrize("decoder", ["diffusion", "flow"])
+def test_generative_detail_is_bounded_by_the_original_not_noise(crops, decoder):
+    """The opposing bounds: noise would also raise the statistic above, so the
+    added energy must stay below the original's (x 1.5) on every crop, and the
+    PSNR at most 3 dB below x_mse's (the bound for a perfect sampler)."""
+    for x, d in crops:
+        assert _highpass_energy(d[decoder]) < 1.5 * _highpass_energy(x)
+        assert psnr(x, d[decoder]) > psnr(x, d["mse"]) - 3.0
+
+
 def test_a_file_written_by_the_previous_version_decodes_to_the_same_latents_and_image(codec):
     """tests/fixtures/previous_version: a crop of skimage's coffee compressed with the
     default bundle by commit 2948314, before tables came from the bundle."""
