@@ -31,13 +31,14 @@ from hific_diffusion import atomic, images
 from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.errors import HfdError
 from hific_diffusion.images import ImageError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 EXIT_ERROR = 2
 
 
-class CliError(Exception):
+class CliError(HfdError):
     """A usage problem reported as one line."""
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import ml_collections
 
+from hific_diffusion.errors import HfdError
+
 # The configs live beside the package in the source tree (the README installs
 # the project in editable mode). HFD_CONFIG_DIR points elsewhere if needed.
 _DEFAULT_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(HfdError, ValueError):
     """A config name, path or override that cannot be used."""
 
 

@@ -21,13 +21,15 @@ import sys
 
 from absl import app, flags
 
+from hific_diffusion.errors import HfdError
+
 _WORKDIR = flags.DEFINE_multi_string("workdir", None, "Training workdir(s) to export.")
 _OUT = flags.DEFINE_string("out", None, "Bundle directory to write.")
 _WHICH = flags.DEFINE_enum("which", "ema", ["ema", "params"], "Which weights to export.")
 _STABLEHLO = flags.DEFINE_bool("stablehlo", False, "Also write jax.export StableHLO artifacts.")
 
 
-class ExportError(ValueError):
+class ExportError(HfdError, ValueError):
     """Workdirs that cannot be combined into one bundle."""
 
 

@@ -18,13 +18,14 @@ import numpy as np
 from hific_diffusion import images
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.errors import HfdError
 
 PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 GENERATIVE = ("diffusion", "flow")
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
-class CodecError(ValueError):
+class CodecError(HfdError, ValueError):
     """A request the Codec cannot serve (e.g. a decoder it was built without)."""
 
 

@@ -41,6 +41,7 @@ from hific_diffusion import atomic, images
 from hific_diffusion.codec import bitstream, coding
 from hific_diffusion.codec.bitstream import BitstreamError, Header
 from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.errors import HfdError
 
 FORMAT = "hific_diffusion-stablehlo"
 VERSION = 1
@@ -48,7 +49,7 @@ PAD_MULTIPLE = 64
 DEFAULT_PLATFORMS = ("cpu",)
 
 
-class StableHLOError(ValueError):
+class StableHLOError(HfdError, ValueError):
     """A StableHLO export directory that is missing, altered or inconsistent."""
 
 

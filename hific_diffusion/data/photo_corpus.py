@@ -47,12 +47,13 @@ from PIL import Image, ImageOps
 from hific_diffusion import atomic
 from hific_diffusion.cache import cache_dir
 from hific_diffusion.data import offline_photos
+from hific_diffusion.errors import HfdError
 
 MANIFEST = Path(__file__).with_name("photo_corpus.json")
 SPLITS = ("train", "heldout")
 
 
-class CorpusError(Exception):
+class CorpusError(HfdError):
     """A corpus that cannot be gathered; the message is one line."""
 
 
