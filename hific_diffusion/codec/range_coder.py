@@ -215,9 +215,13 @@ class Decoder:
                 low[sel] |= chunk.astype(np.int64) << (c * _CHUNK_BITS)
         width = np.maximum(nbits - 1, 0)
         if np.any(low >> width != 0):
-            raise BitstreamError("entropy-coded data is invalid (escape value overflows)")
+            raise BitstreamError(
+                f"{self._name} section is invalid entropy-coded data (escape value overflows)"
+            )
         u = np.where(nbits > 0, (np.int64(1) << width) | low, 0)
         v = _unzigzag(u)
         if np.any(v < -(2**31)) or np.any(v >= 2**31):
-            raise BitstreamError("entropy-coded data is invalid (escape value exceeds int32)")
+            raise BitstreamError(
+                f"{self._name} section is invalid entropy-coded data (escape exceeds int32)"
+            )
         return v
