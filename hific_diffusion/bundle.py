@@ -31,6 +31,7 @@ import numpy as np
 
 from hific_diffusion import atomic
 from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.errors import HfdError
 from hific_diffusion.hashing import sha256_file
 
 FORMAT = "hific_diffusion-bundle"
@@ -39,7 +40,7 @@ MODELS = ("autoencoder", "unet_diffusion", "unet_flow")
 _SEP = "/"
 
 
-class BundleError(ValueError):
+class BundleError(HfdError, ValueError):
     """A bundle that is missing, incomplete, altered or inconsistent."""
 
 

@@ -23,9 +23,10 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from hific_diffusion import atomic
+from hific_diffusion.errors import HfdError
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(HfdError, RuntimeError):
     """A missing, unreadable or mismatched checkpoint."""
 
 

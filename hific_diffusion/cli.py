@@ -6,9 +6,10 @@
     hific-diffusion info IN.hfd
 
 IN may be a file, a directory or a glob; with more than one input OUT is a
-directory (created) and each output is named after its input. Every expected
-failure (bad bitstream, bad image, bad bundle, missing file, bad argument)
-prints one ``error: ...`` line on stderr and exits with status 2.
+directory (created) and each output is named after its input. Every user
+error (``hific_diffusion.errors``: bad bitstream, bad image, bad bundle,
+missing file, bad argument) prints one ``error: ...`` line on stderr and exits
+with status 2.
 
 Before any slow work (loading the model, coding) the arguments are checked,
 no output may be one of the inputs (or two inputs share an output), and
@@ -27,35 +28,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from hific_diffusion import atomic, images
+from hific_diffusion import atomic, errors, images
 from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError
-from hific_diffusion.images import ImageError
+from hific_diffusion.errors import HfdError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-EXIT_ERROR = 2
 
 
-class CliError(Exception):
+class CliError(HfdError):
     """A usage problem reported as one line."""
-
-
-def _expected_errors():
-    from hific_diffusion.bundle import BundleError
-    from hific_diffusion.pipeline import CodecError
-
-    errors = (BitstreamError, ImageError, BundleError, CodecError, CliError, OSError)
-    ckpt = sys.modules.get("hific_diffusion.checkpoint")  # only raised once imported
-    return errors + ((ckpt.CheckpointError,) if ckpt else ())
-
-
-def _one_line(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.filename:
-        msg = f"{e.strerror or e}: {e.filename}"
-    else:
-        msg = str(e) or type(e).__name__
-    return " ".join(msg.split())
 
 
 def expand_inputs(spec: str, exts: set[str] | None) -> tuple[list[Path], bool]:
@@ -164,11 +146,10 @@ def _run_many(pairs, many, desc, fn, progress=True) -> int:
     for src, dst in _progress(pairs, many and progress, desc):
         try:
             fn(src, dst)
-        except _expected_errors() as e:
+        except errors.USER_ERRORS as e:
             if not many:
                 raise
-            print(f"error: {src}: {_one_line(e)}", file=sys.stderr)
-            status = EXIT_ERROR
+            status = errors.report(e, f"{src}: ")
     return status
 
 
@@ -244,7 +225,7 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = errors.ArgumentParser(
         prog="hific-diffusion",
         description="Learned image compression with generative decoders (HFD, arXiv 2305.18231).",
     )
@@ -299,9 +280,8 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warnings(default_show)
     try:
         return args.fn(args)
-    except _expected_errors() as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_ERROR
+    except errors.USER_ERRORS as e:
+        return errors.report(e)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import ml_collections
 
+from hific_diffusion import errors
+from hific_diffusion.errors import HfdError
+
 # The configs live beside the package in the source tree (the README installs
 # the project in editable mode). HFD_CONFIG_DIR points elsewhere if needed.
 _DEFAULT_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(HfdError, ValueError):
     """A config name, path or override that cannot be used."""
 
 
@@ -128,7 +131,9 @@ def resolve_argv(argv: Sequence[str], flag: str = "config") -> list[str]:
 
 
 def run_app(main: Callable[[Sequence[str]], None]) -> None:
-    """``absl.app.run`` with config names resolved and one-line errors."""
+    """``absl.app.run`` with config names resolved; every user error
+    (``errors.USER_ERRORS``, bad flags included) is one ``error:`` line and exit
+    status 2, anything else keeps its traceback (``hific_diffusion.errors``)."""
     from absl import app
 
     try:
@@ -137,16 +142,43 @@ def run_app(main: Callable[[Sequence[str]], None]) -> None:
         # (``hfd:0.33``) is then one line, not absl's traceback.
         for _, _, spec in _flag_values(sys.argv, "config"):
             load(spec)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        app.run(main)
+        app.run(main, flags_parser=_parse_flags)
+    except errors.USER_ERRORS as e:
+        sys.exit(errors.report(e))
     except SystemExit as e:
         # absl exits 1 after printing --help; asking for help is not a failure.
         if e.code == 1 and any(a in ("--help", "-h", "--helpfull", "-?") for a in sys.argv[1:]):
             sys.exit(0)
         raise
+
+
+def _parse_flags(argv: Sequence[str]) -> list[str]:
+    """absl's flag parsing, with its errors (and ml_collections', which reach
+    it unwrapped) turned into one-line UsageError / ConfigError."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:  # a bad value, an unknown or missing flag
+        raise errors.UsageError(str(e)) from None
+    except (AttributeError, KeyError) as e:
+        if not _raised_in(e, os.path.join("config_flags", "config_path.py")):
+            raise
+        cause = e
+        while isinstance(cause, BaseException) and cause.args:  # AttributeError(KeyError(msg))
+            cause = cause.args[0]
+        name, _, hint = str(cause).partition("\n")
+        msg = f"--config override: no config field {name}{hint and '; '}{hint}"
+        raise ConfigError(msg) from None
+
+
+def _raised_in(e: BaseException, path_suffix: str) -> bool:
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(path_suffix):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -10,6 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from hific_diffusion import configs
+from hific_diffusion.errors import UsageError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Evaluation config: clic20, clic22, coco30k, kodak, demo, tiny or a path."
@@ -23,8 +24,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+        raise UsageError(f"unexpected arguments {argv[1:]}")
     import warnings
 
     from absl import logging
@@ -33,18 +33,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     # Skipped baselines or FID are user-facing notes: one line each, no source echo.
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
-    from hific_diffusion.bundle import BundleError
     from hific_diffusion.cache import enable_compilation_cache
-    from hific_diffusion.checkpoint import CheckpointError
-    from hific_diffusion.data.tfds_records import TfdsDataError
     from hific_diffusion.evaluation import runner
-    from hific_diffusion.evaluation.datasets import DatasetError
-    from hific_diffusion.images import ImageError
-    from hific_diffusion.metrics.errors import MetricError
 
     enable_compilation_cache()
-    expected = (runner.EvalError, DatasetError, TfdsDataError, BundleError, CheckpointError,
-                MetricError, ImageError, OSError)  # fmt: skip
+    # A user error (hific_diffusion.errors) is reported by configs.run_app.
     try:
         runner.run(
             _CONFIG.value,
@@ -53,9 +46,6 @@ def main(argv):
             data_dir=_DATA_DIR.value,
             out=_OUT.value,
         )
-    except expected as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         sys.exit(130)

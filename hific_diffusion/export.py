@@ -17,9 +17,10 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
+from hific_diffusion import configs
+from hific_diffusion.errors import HfdError, UsageError
 
 _WORKDIR = flags.DEFINE_multi_string("workdir", None, "Training workdir(s) to export.")
 _OUT = flags.DEFINE_string("out", None, "Bundle directory to write.")
@@ -27,7 +28,7 @@ _WHICH = flags.DEFINE_enum("which", "ema", ["ema", "params"], "Which weights to 
 _STABLEHLO = flags.DEFINE_bool("stablehlo", False, "Also write jax.export StableHLO artifacts.")
 
 
-class ExportError(ValueError):
+class ExportError(HfdError, ValueError):
     """Workdirs that cannot be combined into one bundle."""
 
 
@@ -70,30 +71,18 @@ def export(workdirs, out, which: str = "ema", stablehlo: bool = False):
 
 
 def main(argv):
-    def fail(msg):
-        print(f"error: {msg}", file=sys.stderr)
-        sys.exit(2)
-
     if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}")
+        raise UsageError(f"unexpected arguments {argv[1:]}")
     if not _WORKDIR.value or not _OUT.value:
-        fail("--workdir and --out are required")
+        raise UsageError("--workdir and --out are required")
     from absl import logging
 
     # orbax logs every restore at INFO; the export prints its own result.
     logging.set_verbosity(logging.WARNING)
-    from hific_diffusion.bundle import BundleError
-    from hific_diffusion.checkpoint import CheckpointError
-    from hific_diffusion.stablehlo import StableHLOError
-
-    try:
-        path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value)
-    except (BundleError, CheckpointError, ExportError, StableHLOError) as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    except OSError as e:
-        fail(f"cannot write the bundle {_OUT.value}: {e.strerror or e}")
+    # A user error (hific_diffusion.errors) is reported by configs.run_app.
+    path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value)
     print(f"wrote bundle {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    configs.run_app(main)

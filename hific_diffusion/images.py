@@ -37,9 +37,10 @@ from PIL import Image, ImageOps
 
 from hific_diffusion import atomic
 from hific_diffusion.codec.bitstream import size_problem
+from hific_diffusion.errors import HfdError
 
 
-class ImageError(ValueError):
+class ImageError(HfdError, ValueError):
     """An input that is not a usable image (missing, unreadable, wrong shape)."""
 
 

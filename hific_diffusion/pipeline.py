@@ -18,13 +18,14 @@ import numpy as np
 from hific_diffusion import images
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.errors import HfdError
 
 PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 GENERATIVE = ("diffusion", "flow")
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
-class CodecError(ValueError):
+class CodecError(HfdError, ValueError):
     """A request the Codec cannot serve (e.g. a decoder it was built without)."""
 
 
@@ -195,12 +196,9 @@ class Codec:
     def _decode_mse(self, header: Header, sections: list[bytes]) -> np.ndarray:
         ph = header.height + (-header.height) % PAD_MULTIPLE
         pw = header.width + (-header.width) % PAD_MULTIPLE
-        try:
-            x = _coding().decompress_latents(self.coding, sections, (ph, pw))
-        except BitstreamError:
-            raise
-        except (ValueError, IndexError, AssertionError, OverflowError) as e:
-            raise BitstreamError(f"cannot decode the latent sections ({e})") from None
+        # Corrupt sections raise BitstreamError from the range coder itself;
+        # any other exception is a bug and must keep its traceback.
+        x = _coding().decompress_latents(self.coding, sections, (ph, pw))
         x = np.asarray(x, np.float32)
         return images.crop(x, header.height, header.width)
 
@@ -251,7 +249,7 @@ class Codec:
             out = decode.generate(*gen, x_mse, kind=decoder, cfg=cfg, progress=progress, **kw)
         except BitstreamError:
             raise
-        except ValueError as e:  # decode.GenerateError / patches.TilingError
+        except HfdError as e:  # GenerateError, TilingError; a bare ValueError is a bug
             raise CodecError(f"{decoder} decoder: {e}") from None
         return _to_uint8(out)
 

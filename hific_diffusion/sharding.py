@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from hific_diffusion.errors import HfdError
+
 AXES = ("data", "fsdp")
 BATCH_SPEC = PartitionSpec(AXES)
 RULES = ("replicate", "fsdp")
@@ -30,7 +32,7 @@ RULES = ("replicate", "fsdp")
 MIN_FSDP_SIZE = 2**10
 
 
-class ShardingError(ValueError):
+class ShardingError(HfdError, ValueError):
     """A mesh or sharding rule that cannot be built."""
 
 

@@ -41,6 +41,7 @@ from hific_diffusion import atomic, images
 from hific_diffusion.codec import bitstream, coding
 from hific_diffusion.codec.bitstream import BitstreamError, Header
 from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.errors import HfdError
 
 FORMAT = "hific_diffusion-stablehlo"
 VERSION = 1
@@ -48,7 +49,7 @@ PAD_MULTIPLE = 64
 DEFAULT_PLATFORMS = ("cpu",)
 
 
-class StableHLOError(ValueError):
+class StableHLOError(HfdError, ValueError):
     """A StableHLO export directory that is missing, altered or inconsistent."""
 
 
@@ -257,12 +258,8 @@ class StableHLOCodec:
             )
         ph = header.height + (-header.height) % PAD_MULTIPLE
         pw = header.width + (-header.width) % PAD_MULTIPLE
-        try:
-            y_hat, _ = coding.decode_sections(self._coder, sections, (ph, pw), self.n, self.m)
-        except BitstreamError:
-            raise
-        except (ValueError, IndexError, OverflowError) as e:
-            raise BitstreamError(f"cannot decode the latent sections ({e})") from None
+        # Corrupt sections raise BitstreamError from the range coder itself.
+        y_hat, _ = coding.decode_sections(self._coder, sections, (ph, pw), self.n, self.m)
         x = np.asarray(self._fns["synthesis"].call(jnp.asarray(y_hat)), np.float32)
         x = images.crop(x, header.height, header.width)
         return np.round(np.clip(x[0], 0.0, 1.0) * 255.0).astype(np.uint8)

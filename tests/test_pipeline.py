@@ -117,6 +117,23 @@ def test_bad_bitstreams_raise_bitstream_error(codec, sample, mutate):
         codec.decompress(mutate(sample[1]))
 
 
+@pytest.mark.parametrize("bug", [AssertionError, IndexError, KeyError, ValueError, OverflowError])
+def test_a_bug_while_decoding_is_not_reported_as_a_corrupt_bitstream(
+    codec, sample, monkeypatch, bug
+):
+    """Only the container parser and the range coder say "corrupt"; an exception
+    from anywhere else in decoding is a bug and reaches the caller as it is."""
+    from hific_diffusion.codec import coding
+
+    def broken(*args, **kwargs):
+        raise bug("a bug")
+
+    monkeypatch.setattr(coding, "_run_stages", broken)  # runs after the z section is decoded
+    with pytest.raises(bug) as info:
+        codec.decompress(sample[1])
+    assert not isinstance(info.value, BitstreamError)
+
+
 def test_missing_generative_decoder_is_a_clear_error(codec, sample):
     with pytest.raises(CodecError, match="no diffusion decoder"):
         codec.decompress(sample[1], decoder="diffusion")

@@ -144,3 +144,17 @@ def test_bitstream_of_another_model_is_refused(exported):
         c.decompress(other)
     with pytest.raises(BitstreamError):
         c.decompress(b"not a bitstream")
+
+
+def test_a_bug_while_decoding_is_not_reported_as_a_corrupt_bitstream(codec, exported, monkeypatch):
+    from hific_diffusion.codec import coding
+
+    data = codec.compress(_photo(16, 16))
+
+    def broken(*args, **kwargs):
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(coding, "_run_stages", broken)
+    with pytest.raises(IndexError) as info:
+        StableHLOCodec.load(exported).decompress(data)
+    assert not isinstance(info.value, BitstreamError)

@@ -28,6 +28,8 @@ import hashlib
 import struct
 import zlib
 
+from hific_diffusion.errors import HfdError
+
 MAGIC = b"\x89HFD"
 FORMAT_VERSION = 1
 # The one size limit of the project (README "Image rules"): 1..MAX_SIDE pixels
@@ -43,7 +45,7 @@ _FIXED = struct.Struct("<4sBBHIHH8sB")
 _CRC_BYTES = 4
 
 
-class BitstreamError(ValueError):
+class BitstreamError(HfdError, ValueError):
     """Any decode-side failure: bad, truncated, foreign or mismatched bytes."""
 
 

@@ -47,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hific_diffusion.errors import HfdError
+
 RES_BLOCKS = 3  # CompressAI's Elic2022Official uses 3 blocks per stage
 
 
-class CompressAIImportError(ValueError):
+class CompressAIImportError(HfdError, ValueError):
     """A state dict that cannot be imported into the configured ELIC."""
 
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from hific_diffusion.codec import valid
 from hific_diffusion.codec.context import chain
+from hific_diffusion.errors import HfdError
 
 ACT_MAX = (1 << 15) - 1
 ACT_MIN = -(1 << 15)
@@ -56,7 +57,7 @@ MAX_SHIFT = 20
 CHUNK = 128  # input channels per partial product
 
 
-class IntegerPathError(ValueError):
+class IntegerPathError(HfdError, ValueError):
     """Weights that cannot be represented in the integer path without overflow."""
 
 

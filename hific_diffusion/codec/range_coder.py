@@ -170,24 +170,31 @@ class Decoder:
                 f"they code to {len(canonical)}): truncated, padded or altered"
             )
 
+    def _read(self, model, count: int) -> np.ndarray:
+        """``count`` symbols of ``model``, re-encoded on the shadow coder.
+
+        constriction reports data that no encoder could have written (the
+        point lies outside every symbol's interval) as an AssertionError; that
+        one, from this call only, is a corrupt section. Nothing else is caught:
+        any other error here is a bug and keeps its traceback.
+        """
+        try:
+            got = self._dec.decode(model, count)
+        except AssertionError as e:
+            raise BitstreamError(
+                f"{self._name} section is invalid entropy-coded data ({e})"
+            ) from None
+        self._shadow.encode(got, model)
+        return got
+
     def decode(self, indices) -> np.ndarray:
         indices = np.asarray(indices)
-        try:
-            return self._decode(indices)
-        except BitstreamError:
-            raise
-        except (AssertionError, ValueError, RuntimeError, OverflowError) as e:
-            raise BitstreamError(f"entropy-coded data is invalid ({e})") from None
-
-    def _decode(self, indices: np.ndarray) -> np.ndarray:
         order, groups = _groups(indices, self._tables.num_tables)
         if not groups:
             return np.zeros(indices.shape, np.int32)
         rel = np.empty(order.size, np.int64)
         for k, a, b in groups:
-            got = self._dec.decode(self._models[k], b - a)
-            self._shadow.encode(got, self._models[k])
-            rel[a:b] = got
+            rel[a:b] = self._read(self._models[k], b - a)
         idx = indices.reshape(-1)[order]
         sym = rel + self._tables.offsets[idx]
         escaped = rel == self._tables.lengths[idx]
@@ -198,22 +205,23 @@ class Decoder:
         return out.reshape(indices.shape)
 
     def _decode_escapes(self, count: int) -> np.ndarray:
-        nbits = self._dec.decode(_NBITS, count)
-        self._shadow.encode(nbits, _NBITS)
-        nbits = nbits.astype(np.int64)
+        nbits = self._read(_NBITS, count).astype(np.int64)
         nchunks = (np.maximum(nbits - 1, 0) + _CHUNK_BITS - 1) // _CHUNK_BITS
         low = np.zeros(count, np.int64)
         for c in range(_MAX_CHUNKS):
             sel = nchunks > c
             if np.any(sel):
-                chunk = self._dec.decode(_CHUNK, int(sel.sum()))
-                self._shadow.encode(chunk, _CHUNK)
+                chunk = self._read(_CHUNK, int(sel.sum()))
                 low[sel] |= chunk.astype(np.int64) << (c * _CHUNK_BITS)
         width = np.maximum(nbits - 1, 0)
         if np.any(low >> width != 0):
-            raise BitstreamError("entropy-coded data is invalid (escape value overflows)")
+            raise BitstreamError(
+                f"{self._name} section is invalid entropy-coded data (escape value overflows)"
+            )
         u = np.where(nbits > 0, (np.int64(1) << width) | low, 0)
         v = _unzigzag(u)
         if np.any(v < -(2**31)) or np.any(v >= 2**31):
-            raise BitstreamError("entropy-coded data is invalid (escape value exceeds int32)")
+            raise BitstreamError(
+                f"{self._name} section is invalid entropy-coded data (escape exceeds int32)"
+            )
         return v

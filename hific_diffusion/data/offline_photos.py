@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from hific_diffusion.errors import HfdError
+
 TRAIN = (
     "astronaut",
     "chelsea",
@@ -37,7 +39,7 @@ HELDOUT = ("china", "flower", "coffee")
 SPLITS = {"train": TRAIN, "heldout": HELDOUT}
 
 
-class OfflinePhotosError(ValueError):
+class OfflinePhotosError(HfdError, ValueError):
     """An unknown split or a photo the installed packages do not ship."""
 
 

@@ -29,7 +29,6 @@ Why these choices:
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -44,15 +43,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from hific_diffusion import atomic
+from hific_diffusion import atomic, errors
 from hific_diffusion.cache import cache_dir
 from hific_diffusion.data import offline_photos
+from hific_diffusion.errors import HfdError
 
 MANIFEST = Path(__file__).with_name("photo_corpus.json")
 SPLITS = ("train", "heldout")
 
 
-class CorpusError(Exception):
+class CorpusError(HfdError):
     """A corpus that cannot be gathered; the message is one line."""
 
 
@@ -169,8 +169,12 @@ def _source_images(m: dict, pkg: str, files: list[dict], debs: Path | None, tmp:
             if not src.is_file():
                 raise CorpusError(f"{f['path']} is not in {pkg} {version}")
             data = src.read_bytes()
-            with Image.open(src) as im:
-                im.load()
+            try:
+                with Image.open(src) as im:
+                    im.load()
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                msg = f"{f['path']} in {pkg} {version} is not a readable image: {e}"
+                raise CorpusError(msg) from None
             yield f, version, data, im
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -272,7 +276,7 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = argparse.ArgumentParser(
+    ap = errors.ArgumentParser(
         prog="python -m hific_diffusion.data.photo_corpus", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument(
@@ -296,12 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         result = build(
             args.out, args.manifest, args.max_side, args.debs, args.allow_changed, command
         )
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, Image.DecompressionBombError) as e:
-        print(f"error: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
-        return 2
+    except errors.USER_ERRORS as e:
+        return errors.report(e)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 2

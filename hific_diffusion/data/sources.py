@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image
 
 from hific_diffusion.data import offline_photos, tfds_records
+from hific_diffusion.errors import HfdError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
-class DataError(ValueError):
+class DataError(HfdError, ValueError):
     """A data source that cannot be read."""
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hific_diffusion.codec.bitstream import encode_varint
+from hific_diffusion.errors import HfdError
 
 
-class TfdsDataError(ValueError):
+class TfdsDataError(HfdError, ValueError):
     """Missing or unreadable TFDS array_record data."""
 
 

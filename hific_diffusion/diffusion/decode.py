@@ -19,9 +19,10 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion.diffusion import losses, patches, samplers, schedules
+from hific_diffusion.errors import HfdError
 
 
-class GenerateError(ValueError):
+class GenerateError(HfdError, ValueError):
     """Arguments ``generate`` cannot use (shape, steps, seed, tiling, kind)."""
 
 

@@ -13,11 +13,12 @@ import jax.numpy as jnp
 
 from hific_diffusion.diffusion import parameterization as P
 from hific_diffusion.diffusion import schedules
+from hific_diffusion.errors import HfdError
 
 WEIGHTINGS = ("v", "x", "eps", "snr_trunc")
 
 
-class LossConfigError(ValueError):
+class LossConfigError(HfdError, ValueError):
     """An unknown loss option in ``config.diffusion``."""
 
 

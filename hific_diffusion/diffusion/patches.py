@@ -18,8 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hific_diffusion.errors import HfdError
 
-class TilingError(ValueError):
+
+class TilingError(HfdError, ValueError):
     """Tile size or overlap that cannot cover the image."""
 
 

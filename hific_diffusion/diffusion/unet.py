@@ -16,9 +16,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hific_diffusion import skeleton
+from hific_diffusion.errors import HfdError
 
 
-class UNetInputError(ValueError):
+class UNetInputError(HfdError, ValueError):
     """An input the U-Net cannot process (wrong rank, channels or size)."""
 
 

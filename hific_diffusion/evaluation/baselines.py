@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
+from hific_diffusion.errors import HfdError
 
-class BaselineError(RuntimeError):
+
+class BaselineError(HfdError, RuntimeError):
     """A baseline codec that is unavailable or failed."""
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hific_diffusion.errors import HfdError
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 HOW_TO_GET = {
@@ -43,7 +45,7 @@ HOW_TO_GET = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(HfdError, ValueError):
     """A dataset that is unknown, missing or empty."""
 
 

@@ -32,13 +32,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hific_diffusion import atomic, metrics
+from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid
 
 ORIGINAL = "original"  # feature-set name of the uncompressed images
 
 
-class EvalError(ValueError):
+class EvalError(HfdError, ValueError):
     """An evaluation request that cannot be served (no model, unknown decoder, ...)."""
 
 

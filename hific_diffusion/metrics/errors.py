@@ -1,7 +1,9 @@
 """The one exception metric code raises for unusable inputs."""
 
+from hific_diffusion.errors import HfdError
 
-class MetricError(ValueError):
+
+class MetricError(HfdError, ValueError):
     """Inputs a metric cannot be computed on (wrong dtype, shape mismatch, missing weights)."""
 
 

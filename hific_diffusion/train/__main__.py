@@ -3,12 +3,11 @@
 Rerunning the same command resumes from the last checkpoint in ``--workdir``.
 """
 
-import sys
-
 from absl import flags
 from ml_collections import config_flags
 
 from hific_diffusion import configs
+from hific_diffusion.errors import UsageError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config: NAME, NAME:arg or path/to/file.py[:arg].", lock_config=True
@@ -27,8 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+        raise UsageError(f"unexpected arguments {argv[1:]}")
     from absl import logging
 
     from hific_diffusion.train import trainer
@@ -41,13 +39,8 @@ def main(argv):
         num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value,
     )
-    try:
-        trainer.run(
-            _CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value, distributed_args=dist
-        )
-    except trainer.EXPECTED_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    # A user error (hific_diffusion.errors) is reported by configs.run_app.
+    trainer.run(_CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value, distributed_args=dist)
 
 
 if __name__ == "__main__":

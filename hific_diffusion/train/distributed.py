@@ -22,8 +22,10 @@ import time
 
 import jax
 
+from hific_diffusion.errors import HfdError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(HfdError, RuntimeError):
     """The hosts of a multi-host run could not join."""
 
 

@@ -12,8 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hific_diffusion.errors import HfdError
 
-class OptimizerError(ValueError):
+
+class OptimizerError(HfdError, ValueError):
     """An optimizer or schedule setting that cannot be used."""
 
 

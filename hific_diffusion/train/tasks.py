@@ -17,8 +17,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from hific_diffusion.errors import HfdError
 
-class TaskError(ValueError):
+
+class TaskError(HfdError, ValueError):
     """An unknown task or a stage-2 config without a usable stage-1 model."""
 
 

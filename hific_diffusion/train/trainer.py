@@ -15,28 +15,14 @@ from flax import nnx
 
 from hific_diffusion import checkpoint
 from hific_diffusion import sharding as shd
-from hific_diffusion.data import offline_photos, pipeline, tfds_records
-from hific_diffusion.train import distributed, optim, reporting, samples, step, tasks
+from hific_diffusion.data import pipeline
+from hific_diffusion.errors import HfdError
+from hific_diffusion.train import distributed, reporting, samples, step, tasks
 from hific_diffusion.train import state as train_state
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HfdError, RuntimeError):
     """Training cannot continue (e.g. too many non-finite steps in a row)."""
-
-
-# Errors with a one-line message meant for the user (the CLI prints them
-# without a traceback).
-EXPECTED_ERRORS = (
-    TrainingError,
-    checkpoint.CheckpointError,
-    distributed.DistributedError,
-    tasks.TaskError,
-    shd.ShardingError,
-    pipeline.DataError,
-    tfds_records.TfdsDataError,
-    offline_photos.OfflinePhotosError,
-    optim.OptimizerError,
-)
 
 
 def _frozen_autoencoder(path: str, mesh):

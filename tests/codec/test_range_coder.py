@@ -95,6 +95,29 @@ def test_bad_data_raises_bitstream_error(gauss):
         range_coder.Decoder(gauss, b"\xff" * 8).decode(idx)
 
 
+def test_data_no_encoder_wrote_is_a_bitstream_error_naming_the_section(gauss):
+    """constriction signals it with an AssertionError, mapped where it is raised."""
+    with pytest.raises(BitstreamError, match="y section is invalid entropy-coded data"):
+        range_coder.Decoder(gauss, b"\xff" * 8, "y").decode(np.zeros(1000, np.int64))
+
+
+@pytest.mark.parametrize("bug", [AssertionError, IndexError, KeyError, ValueError])
+def test_a_bug_in_the_decoder_is_not_reported_as_corrupt_data(gauss, monkeypatch, bug):
+    """Only the coder's verdict on the data is a BitstreamError; an exception
+    from the decoder's own code is a bug and reaches the caller as it is."""
+    enc = range_coder.Encoder(gauss)
+    enc.encode(np.array([3]), np.array([5]))
+    data = enc.finish()
+
+    def broken(*args):
+        raise bug("a bug")
+
+    monkeypatch.setattr(range_coder, "_groups", broken)
+    with pytest.raises(bug) as info:
+        range_coder.Decoder(gauss, data).decode(np.array([5]))
+    assert not isinstance(info.value, BitstreamError)
+
+
 def test_table_index_out_of_range_is_rejected(gauss):
     with pytest.raises(ValueError):
         range_coder.Encoder(gauss).encode(np.array([0]), np.array([gauss.num_tables]))

@@ -258,6 +258,20 @@ def test_missing_debs_and_apt_failures_are_clean_errors(tmp_path, debs):
     assert len(list((tmp_path / "o4").glob("*/*.png"))) == 5
 
 
+def test_a_packaged_file_that_is_not_an_image_is_one_line_exit_2(tmp_path):
+    data = b"not an image"
+    _build_deb(tmp_path, "hfd-test-c", "1", {"/usr/share/hfd-test/notes.png": (data, "train")})
+    man = tmp_path / "manifest.json"
+    photo = {"id": "c-notes", "split": "train", "package": "hfd-test-c"}
+    photo.update(path="/usr/share/hfd-test/notes.png", sha256=hashlib.sha256(data).hexdigest())
+    pkgs = {"hfd-test-c": {"version": "1", "licence": "CC0-1.0"}}
+    man.write_text(json.dumps({"packages": pkgs, "heldout": [], "files": [photo]}))
+    line = _one_error_line(
+        _run("--out", tmp_path / "o", "--debs", tmp_path / "debs", "--manifest", man)
+    )
+    assert "notes.png in hfd-test-c 1 is not a readable image" in line
+
+
 def test_shipped_manifest_is_well_formed():
     m = photo_corpus.load_manifest()  # also runs check_manifest
     files = m["files"]
