@@ -167,25 +167,7 @@ def model_fingerprint(model) -> bytes:
 
 
 # ------------------------------------------------------------ size buckets
-# Heights and widths the networks run at (issue #13): a coded size is padded up
-# to the next side here (multiples of 1024 above the last), and
-# valid.region makes the padding invisible (bit-exact in the integer path,
-# float rounding in g_a / g_s). So a folder of photos compiles once per bucket
-# pair, not once per size, at the price of computing some padding (at most
-# 1.5x per side from 512 up; 768x512 and 512x768 are buckets themselves).
-BUCKET_SIDES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
-
-
-def bucket_side(n: int) -> int:
-    for side in BUCKET_SIDES:
-        if n <= side:
-            return side
-    return -(-n // 1024) * 1024
-
-
-def bucket_hw(coded_hw) -> tuple[int, int]:
-    """The (height, width) the networks run at for a coded (padded) size."""
-    return bucket_side(int(coded_hw[0])), bucket_side(int(coded_hw[1]))
+# The networks run at a size bucket (valid.bucket_hw) of the coded size.
 
 
 def _pad_to(x, hw, scale: int):
@@ -282,7 +264,7 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
 
     def hyper(z_hat):
         coded = (z_hat.shape[1] * 64, z_hat.shape[2] * 64)
-        z = _pad_to(z_hat, bucket_hw(coded), 64)
+        z = _pad_to(z_hat, valid.bucket_hw(coded), 64)
         return _hyper(net, jnp.asarray(z), _coded(coded))
 
     channel = {}  # group k -> its channel context, computed at the anchor stage
@@ -290,7 +272,7 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
         coded = _coded((h * 16, w * 16))
-        y = jnp.asarray(_pad_to(y_fixed, bucket_hw((h * 16, w * 16)), 16))
+        y = jnp.asarray(_pad_to(y_fixed, valid.bucket_hw((h * 16, w * 16)), 16))
         if stage == context.ANCHOR or k not in channel:
             channel.clear()
             channel[k] = _channel_context(net, y, k, coded) if k else None
@@ -399,7 +381,7 @@ def analyze(model, x01_padded):
     """(y, z - median) of g_a / h_a, float32 numpy, run at the bucket of the size."""
     cm = _coding_model(model)
     ph, pw = x01_padded.shape[1:3]
-    xb = _pad_to(x01_padded, bucket_hw((ph, pw)), 1)
+    xb = _pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1)
     y, z = _analyze(cm.graphdef, cm.state, jnp.asarray(xb), _coded((ph, pw)))
     return np.asarray(y)[:, : ph // 16, : pw // 16], np.asarray(z)[:, : ph // 64, : pw // 64]
 
@@ -426,7 +408,7 @@ def synthesize(model, y_hat) -> np.ndarray:
     """g_s(y_hat) clipped to [0, 1], run at the bucket of y_hat's size."""
     cm = _coding_model(model)
     ph, pw = y_hat.shape[1] * 16, y_hat.shape[2] * 16
-    yb = _pad_to(y_hat, bucket_hw((ph, pw)), 16)
+    yb = _pad_to(y_hat, valid.bucket_hw((ph, pw)), 16)
     x = _synthesize(cm.graphdef, cm.state, jnp.asarray(yb), _coded((ph, pw)))
     return np.asarray(x)[:, :ph, :pw]
 
@@ -435,5 +417,5 @@ def estimate_bits(model, x01_padded) -> float:
     """Float likelihood estimate (-log2 P of the hard-quantized latents), in bits."""
     cm = _coding_model(model)
     ph, pw = x01_padded.shape[1:3]
-    xb = jnp.asarray(_pad_to(x01_padded, bucket_hw((ph, pw)), 1), jnp.float32)
+    xb = jnp.asarray(_pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1), jnp.float32)
     return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, xb, _coded((ph, pw))))))

@@ -26,6 +26,28 @@ import contextvars
 import jax
 import jax.numpy as jnp
 
+# Heights and widths the networks run at (issue #13): a coded size is padded up
+# to the next side here (multiples of 1024 above the last), and
+# region() makes the padding invisible (bit-exact in the integer path,
+# float rounding in g_a / g_s). So a folder of photos compiles once per bucket
+# pair, not once per size, at the price of computing some padding (at most
+# 1.5x per side from 512 up; 768x512 and 512x768 are buckets themselves).
+BUCKET_SIDES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+
+
+def bucket_side(n: int) -> int:
+    for side in BUCKET_SIDES:
+        if n <= side:
+            return side
+    return -(-n // 1024) * 1024
+
+
+def bucket_hw(coded_hw) -> tuple[int, int]:
+    """The (height, width) the networks run at for a coded (padded) size
+    (and the metrics for an image of any size: ``metrics/lpips.py``)."""
+    return bucket_side(int(coded_hw[0])), bucket_side(int(coded_hw[1]))
+
+
 _REGION = contextvars.ContextVar("valid_region", default=None)
 
 

@@ -15,7 +15,7 @@ def _crop(photos, h, w, which=1):
 
 def _policy(monkeypatch, extra):
     """Buckets ``extra`` pixels larger than the coded size (0: no padding)."""
-    monkeypatch.setattr(coding, "bucket_side", lambda n: n + extra)
+    monkeypatch.setattr(valid, "bucket_side", lambda n: n + extra)
 
 
 def _decode(model, sections, hw):
@@ -24,11 +24,11 @@ def _decode(model, sections, hw):
 
 
 def test_bucket_ladder():
-    assert coding.bucket_hw((512, 768)) == (512, 768)  # Kodak is its own bucket
-    assert coding.bucket_hw((704, 1024)) == (768, 1024)
-    assert coding.bucket_hw((64, 4160)) == (64, 5120)
+    assert valid.bucket_hw((512, 768)) == (512, 768)  # Kodak is its own bucket
+    assert valid.bucket_hw((704, 1024)) == (768, 1024)
+    assert valid.bucket_hw((64, 4160)) == (64, 5120)
     for n in range(64, 9000, 64):
-        b = coding.bucket_side(n)
+        b = valid.bucket_side(n)
         assert b >= n and b % 64 == 0
         assert b <= max(2 * n, 128) and (n < 512 or b <= 1.5 * n)
 
@@ -86,7 +86,7 @@ def test_twenty_sizes_compile_once_per_bucket(tiny_model, photo_list):
     while len(sizes) < 20:
         sizes.add((int(rng.integers(300, 513)), int(rng.integers(300, 513))))
     coded = [(h + (-h) % 64, w + (-w) % 64) for h, w in sizes]
-    buckets = {coding.bucket_hw(hw) for hw in coded}
+    buckets = {valid.bucket_hw(hw) for hw in coded}
     assert len(buckets) <= 4 < len(set(coded))
     fns = {
         "analyze": coding._analyze,

