@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hific_diffusion import images
-from hific_diffusion.diffusion import losses, patches, schedules, stepper
+from hific_diffusion.diffusion import losses, patches, samplers, schedules, stepper
 
 
 class GenerateError(ValueError):
@@ -29,7 +29,7 @@ class GenerateError(ValueError):
 
 KINDS = ("diffusion", "flow")
 # The samplers each kind runs; the first is the kind's default.
-SAMPLERS = {"diffusion": ("ddpm", "ddim"), "flow": ("euler",)}
+SAMPLERS = {"diffusion": samplers.DIFFUSION_SAMPLERS, "flow": ("euler",)}
 TILE_MODES = ("overlap", "grouped")
 
 
