@@ -157,11 +157,11 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
     Past ``time_limit_s`` it stops after the current chunk and the rest is
     extrapolated from the steady chunks (``complete: false``).
     """
-    from hific_diffusion.diffusion import patches
+    from hific_diffusion.diffusion import patches, stepper
 
     steps = int(steps or dcfg.steps)
     per = max(1, steps // 20)
-    times, runs, orig = [], [], decode._run_steps
+    times, runs, orig = [], [], stepper.run_steps
 
     class _Stop(Exception):
         pass
@@ -176,7 +176,7 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
         return z
 
     x = np.random.default_rng(2).uniform(size=(1, *hw, 3)).astype(np.float32)
-    decode._run_steps = timed
+    stepper.run_steps = timed
     try:
         with CompileClock() as clock:
             decode.generate(
@@ -186,7 +186,7 @@ def bench_decode_chunked(graphdef, state, dcfg, hw, steps, time_limit_s=float("i
     except _Stop:
         complete = False
     finally:
-        decode._run_steps = orig
+        stepper.run_steps = orig
     # Run time of the chunks (compile taken out); an early stop extrapolates
     # the steady chunks (after the first) to the remaining steps.
     done = min(len(runs) * per, steps)

@@ -9,6 +9,9 @@ def unet_config() -> ml_collections.ConfigDict:
     The default shape equals the diffusers ``UNet2DModel`` the peer figures
     use (block widths 128,128,256,256,512,512, 2 blocks per level, attention
     at the 16x16 level of a 256x256 input): 113.7 M parameters.
+
+    ASSUMPTION: x_mse conditions the U-Net by channel concatenation with z_t
+    (``unet.py``), not from a cited source.
     """
     return ml_collections.ConfigDict(
         dict(
@@ -51,20 +54,27 @@ def diffusion_config() -> ml_collections.ConfigDict:
             # Weight of the per-example v-MSE: "v" (1), "x" (sigma^2, i.e. the
             # x-MSE), "eps" (alpha^2, i.e. the eps-MSE), "snr_trunc"
             # (max(SNR, 1) * x-MSE, Salimans & Ho 2022).
+            # ASSUMPTION: "v" (unit weight) is our choice, not from a cited source.
             loss_weighting="v",
             unet=unet_config(),
             # "ddpm" (ancestral) | "ddim" for task diffusion; the flow always
-            # uses "euler".
+            # uses "euler". Any other name is an error when the section is read
+            # (decode.SamplerSpec). ASSUMPTION: "ddpm", and clip_x below, are our
+            # choices, not from a cited source.
             sampler="ddpm",
+            # ASSUMPTION for the flow: its step count (configs/hfd_rf: 8) is ours,
+            # not from a cited source.
             steps=250,
             # 0: posterior variance (lower bound), 1: forward-process variance
             # (upper bound); log-space interpolation (Nichol & Dhariwal 2021).
+            # ASSUMPTION: the value 0 is ours, not from a cited source.
             noise_level=0.0,
             clip_x=True,
             # Rectified flow (HFD Sec. 3.3): source = x_mse + flow_noise * N(0, I)
             # in [-1, 1] model space.
             flow_noise=0.1,
             # Patch-parallel decode: tile 0 = the whole image as one tile.
+            # ASSUMPTION: tile 256 / overlap 64 are ours, not from a cited source.
             tile=256,
             overlap=64,
             tile_chunk=16,

@@ -15,14 +15,12 @@ tile covers it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from hific_diffusion.diffusion import patches, samplers, schedules
+from hific_diffusion.diffusion import patches, stepper
 
 
 def _period(starts, tile):
@@ -54,95 +52,32 @@ def groups(layout: patches.TileLayout):
     return out
 
 
-@functools.partial(
-    jax.jit, static_argnames=("kind", "steps", "sampler", "chunk", "clip_x", "schedule_args")
-)
-def _run_group(
-    graphdef,
-    state,
-    z0,
-    cond,
-    x_known,
-    mask,
-    key,
-    noise_level,
-    *,
-    kind,
-    steps,
-    sampler,
-    chunk,
-    clip_x,
-    schedule_args,
-):
-    """All steps for a batch of non-overlapping tiles ``[T, th, tw, 3]``."""
-    eta, lo, hi = schedule_args
-    model = nnx.merge(graphdef, state)
-
-    def predict(z, logsnr):
-        one = lambda zt, ct: model(zt[None], ct[None], logsnr)[0]
-        return patches.map_tiles(one, z, cond, chunk)
-
-    if kind == "flow":
-        cond_fn = functools.partial(schedules.flow_logsnr, logsnr_min=lo, logsnr_max=hi)
-        return samplers.euler_flow_steps(
-            predict, z0, 0, steps, steps=steps, cond=cond_fn, known=(x_known, mask, z0)
-        )
-    schedule = functools.partial(schedules.logsnr_schedule, eta=eta, logsnr_min=lo, logsnr_max=hi)
-    return samplers.diffusion_steps(
-        predict,
-        z0,
-        key,
-        0,
-        steps,
-        steps=steps,
-        schedule=schedule,
-        sampler=sampler,
-        noise_level=noise_level,
-        clip_x=clip_x,
-        known=(x_known, mask),
-    )
-
-
-def run_grouped(graphdef, state, z, cond, key, noise_level, static, progress):
-    """Grouped counterpart of ``decode.run_chunks``: same inputs, same output space.
+def run_grouped(graphdef, state, z, cond, key, spec, layout, progress=False):
+    """Grouped counterpart of ``stepper.run_chunks`` over ``layout``: same inputs,
+    same output space.
 
     ``z`` (the initial state over the full image) supplies each tile's start
-    state, so the seed fixes the result exactly as in the overlap mode.
+    state, so the seed fixes the result exactly as in the overlap mode. Group
+    ``g`` samples with ``fold_in(key, g)``.
     """
-    layout, steps, kind = static["layout"], static["steps"], static["kind"]
     b = z.shape[0]
     canvas = jnp.zeros_like(z)
     done = jnp.zeros(z.shape[:3] + (1,), bool)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps * len(groups(layout)), desc=f"{kind} decode (grouped)", unit="step")
-    run_static = {
-        k: static[k] for k in ("kind", "steps", "sampler", "chunk", "clip_x", "schedule_args")
-    }
-    for g, sub in enumerate(groups(layout)):
+    subs = groups(layout)
+    desc = f"{spec.kind} decode (grouped)"
+    bar = stepper.progress_bar(desc, spec.steps * len(subs), progress)
+    for g, sub in enumerate(subs):
         tiles = lambda a, sub=sub: patches.extract_tiles(a, sub)
-        out = _run_group(
-            graphdef,
-            state,
-            tiles(z),
-            tiles(cond),
-            tiles(canvas),
-            tiles(done),
-            jax.random.fold_in(key, g),
-            jnp.float32(noise_level),
-            **run_static,
-        )
+        z0 = tiles(z)
+        known = (tiles(canvas), tiles(done), z0)
+        k = jax.random.fold_in(key, g)
+        out = stepper.run_chunks(graphdef, state, z0, tiles(cond), k, spec, None, known, bar)
         # Tiles of a group do not overlap, so a flat merge writes each one back as is.
         flat = dataclasses.replace(sub, window="flat")
         covered = patches.merge_tiles(jnp.ones_like(out[..., :1]), flat, b) > 0
         merged = jnp.where(covered, patches.merge_tiles(out, flat, b), 0.0)
         canvas = jnp.where(done, canvas, merged)
         done = done | covered
-        if bar is not None:
-            canvas.block_until_ready()
-            bar.update(steps)
     if bar is not None:
         bar.close()
     return canvas
