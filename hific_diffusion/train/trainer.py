@@ -147,16 +147,16 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
         pending, pending_step = metrics, i + 1
 
         done = i + 1
-        if done % tcfg.log_every == 0 or done == tcfg.steps:
+        if itstime(done, tcfg.log_every, tcfg.steps):
             last = _check_finite(jax.device_get(metrics), done, tcfg, report)
             pending = None
             report.write(done, last)
-        if done % tcfg.ckpt_every == 0 or done == tcfg.steps:
+        if itstime(done, tcfg.ckpt_every, tcfg.steps):
             checkpoint.save(mgr, done, state, data_iter)
         # Samples run outside the sharded step on one host's devices, so
         # they are written by single-process runs only.
         single = jax.process_count() == 1
-        if single and tcfg.num_samples and (done % eval_every == 0 or done == tcfg.steps):
+        if single and tcfg.num_samples and itstime(done, eval_every, tcfg.steps):
             ema = jax.device_get(state["ema"])
             frozen = (frozen_graphdef, frozen_state)
             batch_rows = samples.rows(
@@ -171,6 +171,12 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
     mgr.close()
     report.close()
     return last
+
+
+def itstime(done: int, every: int, total: int) -> bool:
+    """After ``done`` steps of ``total``: is a periodic action (log, checkpoint,
+    samples) due? Every ``every`` steps (0: never) and always after the last."""
+    return done == total or (every > 0 and done % every == 0)
 
 
 def _no_annotation(name, step_num):

@@ -137,3 +137,9 @@ def test_init_from_starts_a_fresh_run_from_another_runs_ema_weights(tmp_path, ca
     with pytest.raises(tasks.TaskError, match="differs"):
         _run(tmp_path / "other", **{"train.steps": 1, "train.init_from": str(tmp_path / "src"),
                                     "model.N": 8})  # fmt: skip
+
+
+def test_itstime_every_n_steps_and_after_the_last_never_for_zero():
+    due = [d for d in range(1, 11) if trainer.itstime(d, 4, 10)]
+    assert due == [4, 8, 10]
+    assert [d for d in range(1, 11) if trainer.itstime(d, 0, 10)] == [10]
