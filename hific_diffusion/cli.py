@@ -33,14 +33,12 @@ from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.codec import bitstream
 from hific_diffusion.errors import HfdError
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-
 
 class CliError(HfdError):
     """A usage problem reported as one line."""
 
 
-def expand_inputs(spec: str, exts: set[str] | None) -> tuple[list[Path], bool]:
+def expand_inputs(spec: str, exts: tuple[str, ...] | None) -> tuple[list[Path], bool]:
     """File, directory or glob -> (sorted files, whether it names many)."""
     p = Path(spec)
     if p.is_dir():
@@ -157,7 +155,7 @@ def cmd_compress(args) -> int:
     from hific_diffusion.pipeline import MAX_STEPS_HINT
 
     _check_range("--steps", args.steps, 0, MAX_STEPS_HINT)
-    inputs, many = expand_inputs(args.input, IMAGE_EXTS)
+    inputs, many = expand_inputs(args.input, images.IMAGE_SUFFIXES)
     outs = _outputs(inputs, many, args.output, ".hfd")
     _check_outputs(inputs, outs)
     # A bad image is reported before the slow model load.

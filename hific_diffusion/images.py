@@ -48,6 +48,11 @@ class ImageWarning(UserWarning):
     """An input that is used, but not all of it (e.g. the first frame of an animation)."""
 
 
+# The file suffixes every entry point reads as images (CLI inputs, training
+# folders, evaluation folders): whatever Pillow opens that holds photographs.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
 def _check_size(h: int, w: int) -> None:
     problem = size_problem(h, w)
     if problem:

@@ -19,8 +19,7 @@ from PIL import Image
 
 from hific_diffusion.data import offline_photos, tfds_records
 from hific_diffusion.errors import HfdError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+from hific_diffusion.images import IMAGE_SUFFIXES
 
 
 class DataError(HfdError, ValueError):
@@ -28,7 +27,7 @@ class DataError(HfdError, ValueError):
 
 
 def decode_image(data: bytes, what: str = "record") -> np.ndarray:
-    """PNG/JPEG/WebP bytes -> uint8 HxWx3."""
+    """Image file bytes (any format Pillow reads) -> uint8 HxWx3."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -47,7 +46,7 @@ class FolderSource:
             p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )
         if not self.files:
-            raise DataError(f"no PNG/JPEG/WebP images under {path!r}")
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path!r}")
 
     def __len__(self) -> int:
         return len(self.files)

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hific_diffusion.errors import HfdError
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+from hific_diffusion.images import IMAGE_SUFFIXES
 
 HOW_TO_GET = {
     "clic20": (
@@ -73,7 +72,7 @@ def _folder(path: Path, dataset: str) -> list[tuple[str, Path]]:
     how = HOW_TO_GET.get(dataset, "put the images in one directory")
     if not path.is_dir():
         raise DatasetError(f"{dataset}: no directory {path}; {how}, then pass --data_dir")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{dataset}: no images in {path}; {how}")
     return [(p.stem, p) for p in files]

@@ -77,7 +77,7 @@ def test_folder_source_finds_png_jpeg_webp_recursively(tmp_path):
 def test_folder_source_errors_are_clear(tmp_path):
     with pytest.raises(sources.DataError, match="not a directory"):
         sources.FolderSource(str(tmp_path / "missing"))
-    with pytest.raises(sources.DataError, match="no PNG/JPEG/WebP"):
+    with pytest.raises(sources.DataError, match="no images"):
         sources.FolderSource(str(tmp_path))
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(sources.DataError, match="cannot decode"):
@@ -120,3 +120,19 @@ def test_tfds_missing_data_says_how_to_prepare(tmp_path):
         sources.make_source(_data_cfg(source="tfds", path=str(tmp_path), name="clic"))
     with pytest.raises(tfds_records.TfdsDataError, match="no feature 'image'"):
         tfds_records.example_bytes_feature(tfds_records.encode_example({"label": b"x"}), "image")
+
+
+def test_training_evaluation_and_the_cli_read_the_same_image_suffixes(tmp_path):
+    """One list (images.IMAGE_SUFFIXES): a BMP trains, evaluates and compresses."""
+    from PIL import Image
+
+    from hific_diffusion import cli, images
+    from hific_diffusion.evaluation import datasets
+
+    img = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    for suffix in images.IMAGE_SUFFIXES:
+        Image.fromarray(img).save(tmp_path / f"x{suffix}")
+    found = {p.suffix for p in sources.FolderSource(str(tmp_path)).files}
+    assert found == set(images.IMAGE_SUFFIXES)
+    assert {p.suffix for _, p in datasets._folder(tmp_path, "kodak")} == found
+    assert {p.suffix for p in cli.expand_inputs(str(tmp_path), images.IMAGE_SUFFIXES)[0]} == found
