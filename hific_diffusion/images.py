@@ -53,6 +53,12 @@ class ImageWarning(UserWarning):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
+def to_uint8(x01) -> np.ndarray:
+    """Float image(s) in [0, 1] -> uint8: clipped, rounded to nearest (the one
+    rule for every model output and float input in the project)."""
+    return np.round(np.clip(np.asarray(x01, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def _check_size(h: int, w: int) -> None:
     problem = size_problem(h, w)
     if problem:
@@ -166,7 +172,7 @@ def to_uint8_rgb(arr) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise ImageError("float image contains NaN or infinity")
-        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+        arr = to_uint8(arr)
     elif arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.integer):
             raise ImageError(f"unsupported image dtype {arr.dtype}")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from hific_diffusion.data import offline_photos, tfds_records
 from hific_diffusion.errors import HfdError
-from hific_diffusion.images import IMAGE_SUFFIXES
+from hific_diffusion.images import IMAGE_SUFFIXES, to_uint8
 
 
 class DataError(HfdError, ValueError):
@@ -75,7 +75,7 @@ class SyntheticSource:
                 ph = rng.uniform(0, 2 * np.pi)
                 img[:, :, c] += np.sin(fy * yy + fx * xx + ph)
         img = 0.5 + img / 6.0 + rng.normal(0, 0.03, img.shape).astype(np.float32)
-        return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return to_uint8(img)
 
 
 class ArraySource:

@@ -10,11 +10,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from hific_diffusion import images
 from hific_diffusion.train import tasks
-
-
-def _uint8(x) -> np.ndarray:
-    return (np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) -> list:
@@ -28,7 +25,7 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
             return tasks.reconstruct(model, x)
 
         x_hat = jax.device_get(recon(params, rest, x01))
-        return [[_uint8(a), _uint8(b)] for a, b in zip(x01, x_hat, strict=True)]
+        return [[images.to_uint8(a), images.to_uint8(b)] for a, b in zip(x01, x_hat, strict=True)]
 
     from hific_diffusion.diffusion import decode
 
@@ -54,5 +51,11 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
             tile=cfg.tile,
             overlap=cfg.overlap,
         )
-        out.append([_uint8(x01[i]), _uint8(x_mse[i]), _uint8(np.asarray(gen)[0])])
+        out.append(
+            [
+                images.to_uint8(x01[i]),
+                images.to_uint8(x_mse[i]),
+                images.to_uint8(np.asarray(gen)[0]),
+            ]
+        )
     return out
