@@ -10,6 +10,7 @@ entry point accepts the same spellings from any working directory.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import sys
@@ -19,7 +20,14 @@ from pathlib import Path
 import ml_collections
 
 from hific_diffusion import errors
+
+# Each section's defaults live beside the code that reads it (plain
+# ml_collections, no model code); this module only assembles them.
+from hific_diffusion.codec.defaults import model_config
+from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
+from hific_diffusion.evaluation.defaults import eval_config
+from hific_diffusion.train.defaults import data_config, train_config
 
 # The configs live beside the package in the source tree (the README installs
 # the project in editable mode). HFD_CONFIG_DIR points elsewhere if needed.
@@ -94,8 +102,6 @@ def apply_override(config: ml_collections.ConfigDict, key: str, value) -> None:
 
 
 def _parse_like(current, text: str):
-    import ast
-
     if isinstance(current, str) or current is None and not text[:1].isdigit():
         return text
     if isinstance(current, bool):
@@ -186,11 +192,6 @@ def base_config() -> ml_collections.ConfigDict:
 
     Each section's defaults live beside the code that reads them.
     """
-    from hific_diffusion.codec.defaults import model_config
-    from hific_diffusion.diffusion.defaults import diffusion_config
-    from hific_diffusion.metrics.defaults import eval_config
-    from hific_diffusion.train.defaults import data_config, train_config
-
     config = ml_collections.ConfigDict()
     config.name = "base"
     config.seed = 0

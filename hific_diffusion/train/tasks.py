@@ -5,8 +5,6 @@
 * ``diffusion`` / ``flow`` (stage 2, HFD Sec. 3.2): a U-Net conditioned on
   the frozen stage-1 reconstruction ``x_mse`` (float path, rounded latents),
   trained with ``diffusion.losses.diffusion_loss`` / ``flow_loss``.
-
-Model code is imported lazily so each task only needs its own modules.
 """
 
 from __future__ import annotations
@@ -17,6 +15,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from hific_diffusion.codec.autoencoder import ELIC, rd_loss
+from hific_diffusion.diffusion import losses
+from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import HfdError
 
 
@@ -36,14 +37,10 @@ class Task:
 
 
 def _build_autoencoder(config, rngs):
-    from hific_diffusion.codec.autoencoder import ELIC
-
     return ELIC(config.model, rngs=rngs)
 
 
 def _autoencoder_loss(model, x01, x_mse01, rng, config):
-    from hific_diffusion.codec.autoencoder import rd_loss
-
     del x_mse01
     # The step's rng (a function of seed and step) drives the quantization
     # noise, so a resumed run draws the same noise as an uninterrupted one.
@@ -51,20 +48,14 @@ def _autoencoder_loss(model, x01, x_mse01, rng, config):
 
 
 def _build_unet(config, rngs):
-    from hific_diffusion.diffusion.unet import UNet
-
     return UNet(config.diffusion.unet, rngs=rngs)
 
 
 def _diffusion_loss(model, x01, x_mse01, rng, config):
-    from hific_diffusion.diffusion import losses
-
     return losses.diffusion_loss(model, x01, x_mse01, rng, config.diffusion)
 
 
 def _flow_loss(model, x01, x_mse01, rng, config):
-    from hific_diffusion.diffusion import losses
-
     return losses.flow_loss(model, x01, x_mse01, rng, config.diffusion)
 
 
