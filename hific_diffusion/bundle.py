@@ -20,7 +20,6 @@ rebuilt autoencoder with those tables reproduces the stored fingerprint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -29,13 +28,13 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from hific_diffusion import atomic
+from hific_diffusion import hashing
 from hific_diffusion.codec.tables import DiscreteTables
 from hific_diffusion.errors import HfdError
-from hific_diffusion.hashing import sha256_file
 
 FORMAT = "hific_diffusion-bundle"
 VERSION = 1
+WHAT = "model bundle"  # in messages
 MODELS = ("autoencoder", "unet_diffusion", "unet_flow")
 _SEP = "/"
 
@@ -145,11 +144,9 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
     "y"); ``fingerprint`` is
     ``coding.model_fingerprint(autoencoder)``.
     """
-    path = Path(path)
     unknown = set(params_by_model) - set(MODELS)
     if unknown or "autoencoder" not in params_by_model:
         raise BundleError(f"bundle needs 'autoencoder' and only models from {MODELS}")
-    (path / "weights").mkdir(parents=True, exist_ok=True)
     files = {"config.json": config_to_json(config).encode()}
     for name, state in params_by_model.items():
         if state is not None:
@@ -160,46 +157,19 @@ def save_bundle(path, config, params_by_model, tables, fingerprint: bytes | None
         if not str(name).isidentifier():
             raise BundleError(f"table name {name!r} must be an identifier")
         files[f"tables/{name}.bin"] = t.to_bytes()
-    (path / "tables").mkdir(exist_ok=True)
-    for rel, data in files.items():  # each file atomic; the manifest last
-        atomic.write_bytes(path / rel, data)
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "fingerprint": fingerprint.hex() if fingerprint is not None else None,
-        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
-    }
-    atomic.write_text(path / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return path
+    fp = fingerprint.hex() if fingerprint is not None else None
+    return hashing.write_manifest(path, files, FORMAT, VERSION, fingerprint=fp)
 
 
 def load_bundle(path) -> Bundle:
     """Reads and verifies a bundle; BundleError with one line on any fault."""
     path = Path(os.fspath(path))
-    if not path.is_dir():
-        raise BundleError(f"no model bundle at {path} (not a directory)")
-    mpath = path / "manifest.json"
-    if not mpath.is_file():
-        raise BundleError(f"not a model bundle: {mpath} is missing")
-    try:
-        manifest = json.loads(mpath.read_text())
-        files = dict(manifest["files"])
-        ok = manifest.get("format") == FORMAT
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise BundleError(f"corrupt bundle manifest: {mpath}") from None
-    if not ok:
-        raise BundleError(f"not a model bundle: {mpath} has another format")
-    if manifest.get("version") != VERSION:
-        raise BundleError(f"unsupported bundle version {manifest.get('version')} in {mpath}")
+    manifest = hashing.read_manifest(path, FORMAT, (VERSION,), BundleError, WHAT)
+    files = manifest["files"]
     for rel in ("config.json", "weights/autoencoder.npz"):
         if rel not in files:
             raise BundleError(f"bundle manifest lacks {rel}")
-    for rel, digest in sorted(files.items()):
-        f = path / rel
-        if ".." in Path(rel).parts or not f.is_file():
-            raise BundleError(f"bundle file missing: {f}")
-        if sha256_file(f) != digest:
-            raise BundleError(f"bundle file altered (sha256 mismatch): {f}")
+    hashing.verify_files(path, files, BundleError, WHAT)
     from hific_diffusion import bundle_read
 
     config = bundle_read.read_config(path / "config.json")

@@ -9,18 +9,18 @@ decompress on the side (DESIGN.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
-from hific_diffusion import images
+from hific_diffusion import container
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError, Header
 from hific_diffusion.errors import HfdError
 
-PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 GENERATIVE = ("diffusion", "flow")
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
@@ -64,7 +64,7 @@ class Codec:
         self._generators = {"diffusion": _split_module(diffusion), "flow": _split_module(flow)}
         self.coding = _coding().prepare(autoencoder, tables)
         self.fingerprint = bytes(self.coding.fingerprint)
-        self._short_fp = bitstream.short_fingerprint(self.fingerprint)
+        self._container = container.Container(self.fingerprint)
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -138,12 +138,6 @@ class Codec:
         return self._digest
 
     # ------------------------------------------------------------- compressing
-    def _prepare(self, image) -> tuple[np.ndarray, int, int]:
-        x = images.as_uint8_rgb(image)
-        h, w = x.shape[:2]
-        x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32) / 255.0
-        return x01[None], h, w
-
     def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0) -> bytes:
         """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes.
 
@@ -160,33 +154,18 @@ class Codec:
             )
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise CodecError(f"seed must be an integer, got {seed!r}")
-        x01, h, w = self._prepare(image)
-        sections = _coding().compress_latents(self.coding, x01)
-        header = Header(
-            height=h,
-            width=w,
-            fingerprint=self._short_fp,
-            decoder=decoder,
-            steps=int(steps),
-            seed=int(seed) % (1 << 32),
-        )
-        return bitstream.pack(header, list(sections))
+        code = functools.partial(_coding().compress_latents, self.coding)
+        return self._container.encode(image, code, decoder=decoder, steps=steps, seed=seed)
 
     def estimate_bpp(self, image) -> float:
         """Likelihood estimate of the bits per original pixel (no header)."""
-        x01, h, w = self._prepare(image)
+        x01, h, w = container.prepare(image)
         return float(_coding().estimate_bits(self.coding, x01)) / (h * w)
 
     # ----------------------------------------------------------- decompressing
     def read_header(self, data: bytes) -> tuple[Header, list[bytes]]:
         """Parses and verifies ``data`` and checks it was made by this model."""
-        header, sections = bitstream.unpack(data)
-        if header.fingerprint != self._short_fp:
-            raise BitstreamError(
-                f"bitstream was made by a different model (fingerprint "
-                f"{header.fingerprint.hex()}, this model {self._short_fp.hex()})"
-            )
-        return header, sections
+        return self._container.unpack(data)
 
     def decompress_mse(self, data: bytes) -> tuple[Header, np.ndarray]:
         """Bytes -> (header, x_mse float32[1, H, W, 3] in [0, 1], cropped)."""
@@ -194,13 +173,8 @@ class Codec:
         return header, self._decode_mse(header, sections)
 
     def _decode_mse(self, header: Header, sections: list[bytes]) -> np.ndarray:
-        ph = header.height + (-header.height) % PAD_MULTIPLE
-        pw = header.width + (-header.width) % PAD_MULTIPLE
-        # Corrupt sections raise BitstreamError from the range coder itself;
-        # any other exception is a bug and must keep its traceback.
-        x = _coding().decompress_latents(self.coding, sections, (ph, pw))
-        x = np.asarray(x, np.float32)
-        return images.crop(x, header.height, header.width)
+        decode = functools.partial(_coding().decompress_latents, self.coding)
+        return self._container.decode(header, sections, decode)
 
     def decompress(
         self,
@@ -226,7 +200,7 @@ class Codec:
         header, sections = self.read_header(data)
         decoder = header.decoder if decoder is None else decoder
         if decoder == "mse":
-            return _to_uint8(self._decode_mse(header, sections))
+            return container.to_uint8(self._decode_mse(header, sections))
         gen = self._generators[decoder]
         if gen is None:
             raise CodecError(
@@ -251,16 +225,12 @@ class Codec:
             raise
         except HfdError as e:  # GenerateError, TilingError; a bare ValueError is a bug
             raise CodecError(f"{decoder} decoder: {e}") from None
-        return _to_uint8(out)
+        return container.to_uint8(out)
 
 
 def _check_decoder_name(decoder) -> None:
     if not isinstance(decoder, str) or decoder not in bitstream.DECODERS:
         raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
-
-
-def _to_uint8(x) -> np.ndarray:
-    return np.round(np.clip(np.asarray(x, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
