@@ -39,8 +39,8 @@ def padded_size(header: Header) -> tuple[int, int]:
 
 
 def to_uint8(x) -> np.ndarray:
-    """float [1, H, W, 3] in [0, 1] -> uint8 HxWx3."""
-    return np.round(np.clip(np.asarray(x, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+    """float [1, H, W, 3] in [0, 1] -> uint8 HxWx3 (``images.to_uint8``'s rule)."""
+    return images.to_uint8(np.asarray(x)[0])
 
 
 class Container:
