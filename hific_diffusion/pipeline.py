@@ -9,31 +9,46 @@ decompress on the side (DESIGN.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from hific_diffusion import images
+from hific_diffusion import container
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError, Header
 from hific_diffusion.errors import HfdError
 
-PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 GENERATIVE = ("diffusion", "flow")
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
+
+
+if TYPE_CHECKING:
+    import ml_collections
 
 
 class CodecError(HfdError, ValueError):
     """A request the Codec cannot serve (e.g. a decoder it was built without)."""
 
 
+class GenerativeDecoder(NamedTuple):
+    """One generative decoder of a Codec: the config section it was trained
+    with and samples with (``config.diffusion`` of its run: steps, sampler,
+    tiling, the U-Net's shape) and its module, split."""
+
+    config: ml_collections.ConfigDict
+    graphdef: object
+    state: object
+
+
 def _split_module(module):
     """An nnx.Module or a ``(graphdef, state)`` pair -> ``(graphdef, state)``."""
-    if module is None or isinstance(module, tuple):
+    if isinstance(module, tuple):
         return module
-    from flax import nnx
+    from flax import nnx  # on use: flax takes ~0.7 s to import (see _coding)
 
     return nnx.split(module)
 
@@ -45,34 +60,86 @@ def _coding():
     return coding
 
 
+def _bundle():
+    # On use, as _coding: bundle.py imports the coding tables (scipy).
+    from hific_diffusion import bundle
+
+    return bundle
+
+
+def _models():
+    # On use, as _coding: builds modules with flax and jax.
+    from hific_diffusion import models
+
+    return models
+
+
 class Codec:
     """Compress images to ``.hfd`` bytes and decompress with a chosen decoder.
 
     Args:
-      config: the experiment ConfigDict (``config.model``, ``config.diffusion``).
+      config: a ConfigDict whose ``model`` section built ``autoencoder`` (an
+        experiment config; a bundle's Codec has only that section).
       autoencoder: the ELIC ``nnx.Module`` (stage 1, decides the bits).
       diffusion, flow: optional U-Nets (``nnx.Module`` or ``(graphdef, state)``)
-        for ``decoder="diffusion"`` / ``"flow"``.
+        for ``decoder="diffusion"`` / ``"flow"`` that sample with
+        ``config.diffusion``; a shorthand for ``decoders``.
       tables: the entropy-coding tables ``{"z", "y"}`` the model was exported
         with (a bundle's); ``None`` derives them from the weights
         (``coding.derive_tables``).
+      decoders: ``{name: (config section, module)}``: generative decoders
+        ("diffusion", "flow"), each with its own ``diffusion`` config section.
     """
 
-    def __init__(self, config, autoencoder, diffusion=None, flow=None, tables=None):
+    def __init__(
+        self, config, autoencoder, diffusion=None, flow=None, tables=None, *, decoders=None
+    ):
         self.config = config
         self.autoencoder = autoencoder
-        self._generators = {"diffusion": _split_module(diffusion), "flow": _split_module(flow)}
+        decoders = dict(decoders or {})
+        for name, module in (("diffusion", diffusion), ("flow", flow)):
+            if module is not None:
+                if name in decoders:
+                    raise CodecError(f"{name} decoder given twice")
+                decoders[name] = (config.diffusion, module)
+        unknown = sorted(set(decoders) - set(GENERATIVE))
+        if unknown:
+            raise CodecError(f"unknown generative decoders {unknown}; known: {GENERATIVE}")
+        # name -> GenerativeDecoder, in GENERATIVE order.
+        self.generative = {
+            name: GenerativeDecoder(decoders[name][0], *_split_module(decoders[name][1]))
+            for name in GENERATIVE
+            if name in decoders
+        }
         self.coding = _coding().prepare(autoencoder, tables)
         self.fingerprint = bytes(self.coding.fingerprint)
-        self._short_fp = bitstream.short_fingerprint(self.fingerprint)
+        self._container = container.Container(self.fingerprint)
 
     # ----------------------------------------------------------------- loading
     @classmethod
     def from_bundle(cls, path) -> Codec:
-        """Loads a verified inference bundle (see ``hific_diffusion.bundle``)."""
-        from hific_diffusion import bundle
-
-        return bundle.codec_from_bundle(cls, path)
+        """Loads a verified inference bundle (see ``hific_diffusion.bundle``);
+        every fault is a ``bundle.BundleError`` naming the file and field."""
+        bundle = _bundle()
+        b = bundle.load_bundle(path)
+        if set(b.tables) != {"z", "y"}:
+            raise bundle.BundleError(
+                f"bundle {path}: expected tables z and y, found {sorted(b.tables)}"
+            )
+        models = _models()
+        config, autoencoder, decoders = models.from_bundle(b)
+        try:
+            codec = cls(config, autoencoder, tables=b.tables, decoders=decoders)
+        except models.BUILD_ERRORS as e:
+            raise bundle.BundleError(
+                f"bundle {path}: tables/z.bin and tables/y.bin cannot code with "
+                f"weights/autoencoder.npz ({e})"
+            ) from None
+        if b.fingerprint is not None and codec.fingerprint.hex() != b.fingerprint:
+            raise bundle.BundleError(
+                f"bundle {path}: the rebuilt model's fingerprint differs from the manifest's"
+            )
+        return codec
 
     @classmethod
     def from_checkpoint(cls, workdir, which: str = "ema") -> Codec:
@@ -81,9 +148,8 @@ class Codec:
         A stage-2 workdir (diffusion or flow) brings its autoencoder from
         ``config.train.autoencoder_checkpoint``.
         """
-        from hific_diffusion import bundle
-
-        return bundle.codec_from_checkpoint(cls, workdir, which)
+        config, autoencoder, decoders = _models().from_checkpoint(workdir, which)
+        return cls(config, autoencoder, decoders=decoders)
 
     @classmethod
     def load(cls, path=None) -> Codec:
@@ -94,8 +160,7 @@ class Codec:
         ``bundle.BundleError`` says so, as it does for a directory that is
         neither a bundle (no ``manifest.json``) nor a workdir (no ``checkpoints/``).
         """
-        from hific_diffusion import bundle
-
+        bundle = _bundle()
         if path is None:
             path = default_bundle_path()
             if not (path / "manifest.json").is_file():
@@ -111,10 +176,18 @@ class Codec:
             f"workdir (no checkpoints/){empty}"
         )
 
+    def models(self) -> dict:
+        """``{model name: (config section, nnx.State)}``: what a bundle stores
+        (``bundle.save_codec``), the autoencoder first."""
+        from flax import nnx  # on use, as in _split_module
+
+        out = {"autoencoder": (self.config.model, nnx.state(self.autoencoder))}
+        return out | {name: (d.config, d.state) for name, d in self.generative.items()}
+
     @property
     def decoders(self) -> tuple[str, ...]:
         """Decoders this Codec can run."""
-        return ("mse",) + tuple(k for k in GENERATIVE if self._generators[k] is not None)
+        return ("mse",) + tuple(self.generative)
 
     def model_digest(self) -> str:
         """Hex sha256 of everything that decides this Codec's outputs: the
@@ -122,15 +195,12 @@ class Codec:
         every generative decoder. Eval runs record it so that a resumed run
         never mixes two models' results."""
         if getattr(self, "_digest", None) is None:
-            import jax
+            import jax  # on use, as in _split_module
 
             h = hashlib.sha256(self.fingerprint)
-            for kind in GENERATIVE:
-                gen = self._generators[kind]
-                if gen is None:
-                    continue
-                h.update(kind.encode())
-                for leaf in jax.tree_util.tree_leaves(gen[1]):
+            for name, gen in self.generative.items():
+                h.update(name.encode())
+                for leaf in jax.tree_util.tree_leaves(gen.state):
                     a = np.asarray(leaf)
                     h.update(f"{a.dtype}{a.shape}".encode())
                     h.update(a.tobytes())
@@ -138,12 +208,6 @@ class Codec:
         return self._digest
 
     # ------------------------------------------------------------- compressing
-    def _prepare(self, image) -> tuple[np.ndarray, int, int]:
-        x = images.as_uint8_rgb(image)
-        h, w = x.shape[:2]
-        x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32) / 255.0
-        return x01[None], h, w
-
     def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0) -> bytes:
         """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes.
 
@@ -160,33 +224,18 @@ class Codec:
             )
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise CodecError(f"seed must be an integer, got {seed!r}")
-        x01, h, w = self._prepare(image)
-        sections = _coding().compress_latents(self.coding, x01)
-        header = Header(
-            height=h,
-            width=w,
-            fingerprint=self._short_fp,
-            decoder=decoder,
-            steps=int(steps),
-            seed=int(seed) % (1 << 32),
-        )
-        return bitstream.pack(header, list(sections))
+        code = functools.partial(_coding().compress_latents, self.coding)
+        return self._container.encode(image, code, decoder=decoder, steps=steps, seed=seed)
 
     def estimate_bpp(self, image) -> float:
         """Likelihood estimate of the bits per original pixel (no header)."""
-        x01, h, w = self._prepare(image)
+        x01, h, w = container.prepare(image)
         return float(_coding().estimate_bits(self.coding, x01)) / (h * w)
 
     # ----------------------------------------------------------- decompressing
     def read_header(self, data: bytes) -> tuple[Header, list[bytes]]:
         """Parses and verifies ``data`` and checks it was made by this model."""
-        header, sections = bitstream.unpack(data)
-        if header.fingerprint != self._short_fp:
-            raise BitstreamError(
-                f"bitstream was made by a different model (fingerprint "
-                f"{header.fingerprint.hex()}, this model {self._short_fp.hex()})"
-            )
-        return header, sections
+        return self._container.unpack(data)
 
     def decompress_mse(self, data: bytes) -> tuple[Header, np.ndarray]:
         """Bytes -> (header, x_mse float32[1, H, W, 3] in [0, 1], cropped)."""
@@ -194,13 +243,8 @@ class Codec:
         return header, self._decode_mse(header, sections)
 
     def _decode_mse(self, header: Header, sections: list[bytes]) -> np.ndarray:
-        ph = header.height + (-header.height) % PAD_MULTIPLE
-        pw = header.width + (-header.width) % PAD_MULTIPLE
-        # Corrupt sections raise BitstreamError from the range coder itself;
-        # any other exception is a bug and must keep its traceback.
-        x = _coding().decompress_latents(self.coding, sections, (ph, pw))
-        x = np.asarray(x, np.float32)
-        return images.crop(x, header.height, header.width)
+        decode = functools.partial(_coding().decompress_latents, self.coding)
+        return self._container.decode(header, sections, decode)
 
     def decompress(
         self,
@@ -219,22 +263,23 @@ class Codec:
         of "mse", "diffusion", "flow" (exactly; else ``CodecError``).
         ``seed=None`` uses the header's seed, so the same bytes give the same
         image on the same platform; ``steps=None`` the header's hint, else the
-        config's default. Every argument is checked before any decoding.
+        decoder's config. Every argument is checked before any decoding.
         """
         if decoder is not None:
             _check_decoder_name(decoder)
         header, sections = self.read_header(data)
         decoder = header.decoder if decoder is None else decoder
         if decoder == "mse":
-            return _to_uint8(self._decode_mse(header, sections))
-        gen = self._generators[decoder]
+            return container.to_uint8(self._decode_mse(header, sections))
+        gen = self.generative.get(decoder)
         if gen is None:
             raise CodecError(
                 f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
             )
+        # On use: the sampler's modules import flax and jax.
         from hific_diffusion.diffusion import decode
 
-        # None falls back to the header's hints, then to the config.
+        # None falls back to the header's hints, then to the decoder's config.
         kw = dict(
             steps=steps if steps is not None else (header.steps or None),
             seed=header.seed if seed is None else seed,
@@ -242,25 +287,23 @@ class Codec:
             tile=tile,
             overlap=overlap,
         )
-        cfg = self.config.diffusion
         try:
-            decode.check_args(cfg, decoder, **kw)
+            decode.check_args(gen.config, decoder, **kw)
             x_mse = self._decode_mse(header, sections)
-            out = decode.generate(*gen, x_mse, kind=decoder, cfg=cfg, progress=progress, **kw)
+            out = decode.generate(
+                gen.graphdef, gen.state, x_mse, kind=decoder, cfg=gen.config, progress=progress,
+                **kw,
+            )  # fmt: skip
         except BitstreamError:
             raise
         except HfdError as e:  # GenerateError, TilingError; a bare ValueError is a bug
             raise CodecError(f"{decoder} decoder: {e}") from None
-        return _to_uint8(out)
+        return container.to_uint8(out)
 
 
 def _check_decoder_name(decoder) -> None:
     if not isinstance(decoder, str) or decoder not in bitstream.DECODERS:
         raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
-
-
-def _to_uint8(x) -> np.ndarray:
-    return np.round(np.clip(np.asarray(x, np.float32)[0], 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"

@@ -21,14 +21,15 @@ exported functions with the same stage loop as the Python codec
 (``coding.encode_analysis`` / ``coding.decode_sections``) and the tables
 written beside them, so its bitstreams are byte-identical to ``Codec``'s.
 
-``out_dir/manifest.json`` records the sha256 of every file, the model
-sizes and the codec fingerprint; :meth:`StableHLOCodec.load` refuses a
-directory whose files are missing or altered.
+``out_dir/manifest.json`` (``hashing.write_manifest``, as a bundle's)
+records the sha256 of every file, the model sizes and the codec fingerprint;
+:meth:`StableHLOCodec.load` refuses a directory whose files are missing or
+altered. Padding, the header, the fingerprint check and the crop are
+``container``'s, shared with ``pipeline.Codec``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,16 +37,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from hific_diffusion import atomic, images
-from hific_diffusion.codec import bitstream, coding
-from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion import container, hashing
+from hific_diffusion.codec import coding
 from hific_diffusion.codec.tables import DiscreteTables
 from hific_diffusion.errors import HfdError
 
 FORMAT = "hific_diffusion-stablehlo"
 VERSION = 1
-PAD_MULTIPLE = 64
+WHAT = "StableHLO export"  # in messages
 DEFAULT_PLATFORMS = ("cpu",)
 
 
@@ -53,13 +54,8 @@ class StableHLOError(HfdError, ValueError):
     """A StableHLO export directory that is missing, altered or inconsistent."""
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _exported_functions(cm: coding.CodingModel, n: int, m: int):
     """{name: (jitted fn with weights closed over, argument specs)}."""
-    from flax import nnx
 
     a, b = jax.export.symbolic_shape("a, b")
     graphdef, state, net = cm.graphdef, cm.state, cm.net
@@ -98,8 +94,6 @@ def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
     model = codec.autoencoder
     cm = codec.coding
     n, m = int(model.n), int(model.m)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "z_tables.bin": cm.z_tables.to_bytes(),
         "y_tables.bin": cm.y_tables.to_bytes(),
@@ -110,61 +104,30 @@ def export_codec(codec, out_dir, platforms=DEFAULT_PLATFORMS) -> Path:
         rel = f"{name}.stablehlo"
         files[rel] = bytes(exp.serialize())
         functions[name] = rel
-    for rel, data in files.items():
-        atomic.write_bytes(out / rel, data)
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "fingerprint": bytes(codec.fingerprint).hex(),
-        "n": n,
-        "m": m,
-        "groups": list(cm.groups),
-        "frac_bits": int(cm.net.frac_bits),
-        "platforms": list(platforms),
-        "functions": functions,
-        "files": {rel: _sha256(data) for rel, data in sorted(files.items())},
-    }
-    atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return out
+    return hashing.write_manifest(
+        out_dir, files, FORMAT, VERSION,
+        fingerprint=bytes(codec.fingerprint).hex(), n=n, m=m, groups=list(cm.groups),
+        frac_bits=int(cm.net.frac_bits), platforms=list(platforms), functions=functions,
+    )  # fmt: skip
 
 
 def _read_manifest(path: Path) -> dict:
-    mpath = path / "manifest.json"
-    if not mpath.is_file():
-        raise StableHLOError(f"no StableHLO export at {path} ({mpath.name} is missing)")
+    manifest = hashing.read_manifest(path, FORMAT, (VERSION,), StableHLOError, WHAT)
+    mpath = path / hashing.MANIFEST
     try:
-        manifest = json.loads(mpath.read_text())
-        ok = manifest.get("format") == FORMAT
-        files = dict(manifest["files"])
         functions = dict(manifest["functions"])
         groups = tuple(int(g) for g in manifest["groups"])
         n, m, f = int(manifest["n"]), int(manifest["m"]), int(manifest["frac_bits"])
         fingerprint = bytes.fromhex(manifest["fingerprint"])
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-        raise StableHLOError(f"corrupt StableHLO manifest: {mpath}") from None
-    if not ok:
-        raise StableHLOError(f"{mpath} is not a StableHLO export manifest")
-    if manifest.get("version") != VERSION:
-        raise StableHLOError(f"unsupported StableHLO export version {manifest.get('version')}")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise StableHLOError(f"corrupt {WHAT} manifest: {mpath}") from None
     needed = {"analysis", "hyper", "synthesis"} | {f"stage_{k}" for k in range(len(groups))}
     if set(functions) != needed or sum(groups) != m:
-        raise StableHLOError(f"inconsistent StableHLO manifest: {mpath}")
+        raise StableHLOError(f"inconsistent {WHAT} manifest: {mpath}")
     return dict(
-        files=files, functions=functions, groups=groups, n=n, m=m, f=f, fingerprint=fingerprint
-    )
-
-
-def _verified_bytes(path: Path, files: dict) -> dict[str, bytes]:
-    out = {}
-    for rel, digest in sorted(files.items()):
-        f = path / rel
-        if ".." in Path(rel).parts or not f.is_file():
-            raise StableHLOError(f"StableHLO export file missing: {f}")
-        data = f.read_bytes()
-        if _sha256(data) != digest:
-            raise StableHLOError(f"StableHLO export file altered (sha256 mismatch): {f}")
-        out[rel] = data
-    return out
+        files=manifest["files"], functions=functions, groups=groups, n=n, m=m, f=f,
+        fingerprint=fingerprint,
+    )  # fmt: skip
 
 
 class StableHLOCodec:
@@ -179,7 +142,7 @@ class StableHLOCodec:
         self._fns = fns
         self.n, self.m = n, m
         self.fingerprint = fingerprint
-        self._short_fp = bitstream.short_fingerprint(fingerprint)
+        self._container = container.Container(fingerprint)
         stages = [fns[f"stage_{k}"] for k in range(len(groups))]
         self._coder = coding.LatentCoder(
             hyper=lambda z_hat: fns["hyper"].call(jnp.asarray(z_hat, jnp.int32)),
@@ -200,10 +163,9 @@ class StableHLOCodec:
             bundle_manifest, path = path / "manifest.json", path / "stablehlo"
         else:
             bundle_manifest = None
-        if not path.is_dir():
-            raise StableHLOError(f"no StableHLO export at {path} (not a directory)")
         info = _read_manifest(path)
-        data = _verified_bytes(path, info["files"])
+        hashing.verify_files(path, info["files"], StableHLOError, WHAT)
+        data = {rel: (path / rel).read_bytes() for rel in info["files"]}
         if bundle_manifest is not None and bundle_manifest.is_file():
             try:
                 bundle_fp = json.loads(bundle_manifest.read_text()).get("fingerprint")
@@ -238,28 +200,19 @@ class StableHLOCodec:
 
     def compress(self, image) -> bytes:
         """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes (MSE decoder hint)."""
-        x = images.as_uint8_rgb(image)
-        h, w = x.shape[:2]
-        x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32)[None] / 255.0
+        return self._container.encode(image, self._code)
+
+    def _code(self, x01) -> list[bytes]:
         y, z = self._fns["analysis"].call(jnp.asarray(x01))
-        sections, _, _ = coding.encode_analysis(self._coder, y, z)
-        header = Header(height=h, width=w, fingerprint=self._short_fp, decoder="mse")
-        return bitstream.pack(header, list(sections))
+        return coding.encode_analysis(self._coder, y, z)[0]
+
+    def _decode(self, sections, padded_hw) -> np.ndarray:
+        y_hat, _ = coding.decode_sections(self._coder, sections, padded_hw, self.n, self.m)
+        return np.asarray(self._fns["synthesis"].call(jnp.asarray(y_hat)))
 
     def decompress(self, data: bytes, decoder: str | None = None) -> np.ndarray:
         """``.hfd`` bytes -> uint8 HxWx3 through the MSE decoder (g_s)."""
         if decoder not in (None, "mse"):
             raise StableHLOError(f"the StableHLO export only has the mse decoder, not {decoder!r}")
-        header, sections = bitstream.unpack(data)
-        if header.fingerprint != self._short_fp:
-            raise BitstreamError(
-                f"bitstream was made by a different model (fingerprint "
-                f"{header.fingerprint.hex()}, this model {self._short_fp.hex()})"
-            )
-        ph = header.height + (-header.height) % PAD_MULTIPLE
-        pw = header.width + (-header.width) % PAD_MULTIPLE
-        # Corrupt sections raise BitstreamError from the range coder itself.
-        y_hat, _ = coding.decode_sections(self._coder, sections, (ph, pw), self.n, self.m)
-        x = np.asarray(self._fns["synthesis"].call(jnp.asarray(y_hat)), np.float32)
-        x = images.crop(x, header.height, header.width)
-        return np.round(np.clip(x[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        header, sections = self._container.unpack(data)
+        return container.to_uint8(self._container.decode(header, sections, self._decode))

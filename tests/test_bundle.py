@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hific_diffusion import bundle, configs
+from hific_diffusion import bundle, configs, models
 from hific_diffusion.bundle import BundleError
 from hific_diffusion.codec import tables
 
@@ -19,8 +19,10 @@ def saved(tmp_path):
     t = tables.build_gaussian_tables(tables.gaussian_scale_table(4, 0.11, 8.0))
     path = bundle.save_bundle(
         tmp_path / "b",
-        config,
-        {"autoencoder": nnx.state(lin), "unet_flow": {"w": np.ones((2, 2), np.float32)}},
+        {
+            "autoencoder": (config.model, nnx.state(lin)),
+            "flow": (config.diffusion, {"w": np.ones((2, 2), np.float32)}),
+        },
         t,
         fingerprint=b"\x01\x02",
     )
@@ -30,27 +32,28 @@ def saved(tmp_path):
 def test_saved_bundle_loads_with_config_weights_tables_and_fingerprint(saved):
     path, config, lin, t = saved
     b = bundle.load_bundle(path)
-    assert b.config.model.groups == config.model.groups  # tuples survive JSON
-    assert b.config.to_dict() == config.to_dict()
-    assert b.tables == {"y": t} and b.fingerprint == "0102"
-    assert np.array_equal(b.params["autoencoder"]["kernel"], np.asarray(lin.kernel[...]))
-    assert set(b.params) == {"autoencoder", "unet_flow"}
+    ae = b.models["autoencoder"]
+    assert ae.config.groups == config.model.groups  # tuples survive JSON
+    assert ae.config.to_dict() == config.model.to_dict()
+    assert b.models["flow"].config.to_dict() == config.diffusion.to_dict()
+    assert b.tables == {"y": t} and b.fingerprint == "0102" and b.version == bundle.VERSION
+    assert np.array_equal(ae.params["kernel"], np.asarray(lin.kernel[...]))
+    assert list(b.models) == ["autoencoder", "flow"]
 
 
 def test_loaded_weights_can_be_assigned_back_into_a_fresh_module(saved):
     path, _, lin, _ = saved
     fresh = nnx.Linear(3, 2, rngs=nnx.Rngs(1))
-    bundle.assign_flat(fresh, bundle.load_bundle(path).params["autoencoder"])
+    flat = bundle.load_bundle(path).models["autoencoder"].params
+    models.assign_flat(fresh, flat)
     assert np.array_equal(np.asarray(fresh.kernel[...]), np.asarray(lin.kernel[...]))
     with pytest.raises(BundleError, match="shape"):
-        bundle.assign_flat(
-            nnx.Linear(4, 2, rngs=nnx.Rngs(1)), bundle.load_bundle(path).params["autoencoder"]
-        )
+        models.assign_flat(nnx.Linear(4, 2, rngs=nnx.Rngs(1)), flat)
 
 
 def test_missing_file_is_refused(saved):
     path = saved[0]
-    (path / "weights" / "unet_flow.npz").unlink()
+    (path / "weights" / "flow.npz").unlink()
     with pytest.raises(BundleError, match="missing"):
         bundle.load_bundle(path)
 
@@ -86,6 +89,8 @@ def test_manifest_path_escape_is_refused(saved):
 
 
 # ----------------------------------------------------- faults behind valid hashes
+# A version-1 bundle (one experiment config.json for all models): the faults
+# below test that layout; the current one's follow them.
 GOLDEN_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "golden_coding" / "bundle"
 
 
@@ -158,7 +163,76 @@ def test_faults_behind_matching_hashes_are_bundle_errors_naming_file_and_field(
 
 def test_a_unet_bundle_whose_config_has_no_unet_section_is_refused(saved):
     path = saved[0]
-    _edit_config(lambda c: c["diffusion"].update(unet=None))(path)
+    _edit_config(lambda c: c["flow"].update(unet=None))(path)
     _rehash(path)
-    with pytest.raises(BundleError, match=r"config.json: diffusion.unet is null"):
+    with pytest.raises(BundleError, match=r"config.json: flow.unet is null"):
         bundle.load_bundle(path)
+
+
+@pytest.fixture(scope="module")
+def golden_v2(tmp_path_factory):
+    """The golden bundle written in the current layout: same weights and tables."""
+    from hific_diffusion.pipeline import Codec
+
+    path = tmp_path_factory.mktemp("v2") / "b"
+    bundle.save_codec(path, Codec.from_bundle(GOLDEN_BUNDLE))
+    return path
+
+
+def _add_file(rel, source):
+    def add(path):
+        shutil.copy(path / source, path / rel)
+        m = json.loads((path / "manifest.json").read_text())
+        m["files"][rel] = ""
+        (path / "manifest.json").write_text(json.dumps(m))
+
+    return add
+
+
+_FLOW = configs.load("tiny").diffusion.to_dict()
+
+
+@pytest.mark.parametrize(
+    "tamper, fragments",
+    [
+        (_edit_config(lambda c: c["autoencoder"].update(M=96)),
+         ["config.json autoencoder", "M=96"]),
+        (_edit_config(lambda c: c.pop("autoencoder")), ["config.json", "'autoencoder'"]),
+        (_edit_config(lambda c: c.update(autoencoder=None)),
+         ["config.json", "autoencoder is null"]),
+        (_edit_config(lambda c: c["autoencoder"].update(N=7)),
+         ["weights/autoencoder.npz", "config.json autoencoder"]),
+        (_edit_config(lambda c: c.update(gan={})), ["config.json", "unknown models ['gan']"]),
+        (_edit_config(lambda c: c.update(flow=_FLOW)), ["lacks weights/flow.npz", "flow model"]),
+        (_add_file("weights/flow.npz", "weights/autoencoder.npz"),
+         ["config.json", "no 'flow' section", "weights/flow.npz"]),
+    ],
+    ids=[
+        "model_M_96", "no_autoencoder_key", "autoencoder_null", "weights_of_other_N",
+        "unknown_model", "config_without_weights", "weights_without_config",
+    ],
+)  # fmt: skip
+def test_faults_in_the_current_layout_are_bundle_errors_naming_file_and_field(
+    golden_v2, tmp_path, tamper, fragments
+):
+    from hific_diffusion.pipeline import Codec
+
+    path = tmp_path / "b"
+    shutil.copytree(golden_v2, path)
+    tamper(path)
+    _rehash(path)
+    with pytest.raises(BundleError) as e:
+        Codec.load(path)
+    assert type(e.value) is BundleError
+    assert all(f in str(e.value) for f in fragments), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_version_1_bundle_rewritten_in_the_current_layout_is_the_same_model(golden_v2):
+    from hific_diffusion.pipeline import Codec
+
+    old, new = Codec.from_bundle(GOLDEN_BUNDLE), Codec.from_bundle(golden_v2)
+    assert bundle.load_bundle(GOLDEN_BUNDLE).version == 1
+    assert bundle.load_bundle(golden_v2).version == bundle.VERSION
+    assert new.fingerprint == old.fingerprint
+    assert new.config.model.to_dict() == old.config.model.to_dict()

@@ -7,14 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from hific_diffusion import bundle, configs
+from hific_diffusion import bundle, configs, export
 from hific_diffusion.bundle import BundleError
 from hific_diffusion.codec.autoencoder import ELIC
 from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.diffusion import decode
+from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.pipeline import Codec
 from hific_diffusion.stablehlo import StableHLOCodec
 
@@ -109,3 +112,47 @@ def test_export_errors_are_one_line_with_exit_status_2(tmp_path, args, msg):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], r.stderr
+
+
+def _stage2(task, steps, base_channels, seed):
+    """A stage-2 run's config and U-Net: its own sampler steps and U-Net width."""
+    config = configs.load(f"tiny:{task}")
+    config.diffusion.steps = steps
+    config.diffusion.unet.base_channels = base_channels
+    return config, UNet(config.diffusion.unet, rngs=nnx.Rngs(seed))
+
+
+def test_each_decoder_is_exported_and_decoded_with_its_own_config(tmp_path, monkeypatch):
+    """A diffusion and a flow decoder of other U-Net shapes and step counts
+    (as ``hfd`` with 250 steps and ``hfd_rf`` with 8) go through one bundle,
+    and each decodes with its own steps and weights (issue #16)."""
+    ae_config = configs.load("tiny")
+    ae = ELIC(ae_config.model, rngs=nnx.Rngs(0))
+    runs = {"diffusion": _stage2("diffusion", 3, 8, 1), "flow": _stage2("flow", 2, 16, 2)}
+    codecs = [Codec(ae_config, ae)] + [
+        Codec(config, ae, **{kind: unet}) for kind, (config, unet) in runs.items()
+    ]
+    path = bundle.save_codec(tmp_path / "b", export.combine(codecs))
+    saved = json.loads((path / "config.json").read_text())
+    assert sorted(saved) == ["autoencoder", "diffusion", "flow"]
+    codec = Codec.from_bundle(path)
+
+    used = {}
+    real = decode.generate
+
+    def spy(graphdef, state, x_mse01, *, kind, cfg, **kw):
+        steps = decode.check_args(cfg, kind, **{k: v for k, v in kw.items() if k != "progress"})
+        widths = {tuple(a.shape) for a in jax.tree_util.tree_leaves(state)}
+        used[kind] = (steps[0], widths)
+        return real(graphdef, state, x_mse01, kind=kind, cfg=cfg, **kw)
+
+    monkeypatch.setattr(decode, "generate", spy)
+    data = codec.compress(_photo(16, 16))
+    for kind, (config, unet) in runs.items():
+        out = codec.decompress(data, decoder=kind)
+        assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+        trained = {tuple(a.shape) for a in jax.tree_util.tree_leaves(nnx.state(unet, nnx.Param))}
+        assert used[kind][0] == config.diffusion.steps
+        assert trained <= used[kind][1]  # this run's U-Net, not the other one
+    assert used["diffusion"][0] == 3 and used["flow"][0] == 2
+    assert not used["diffusion"][1] <= used["flow"][1]  # the two shapes differ

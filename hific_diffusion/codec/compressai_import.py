@@ -46,8 +46,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+from flax import nnx
 
+from hific_diffusion.codec.autoencoder import ELIC
+from hific_diffusion.codec.layers import Attention, ResidualBottleneck
+from hific_diffusion.codec.tables import gaussian_scale_table
 from hific_diffusion.errors import HfdError
+from hific_diffusion.flatstate import flatten_state
+from hific_diffusion.flatstate import key as flat_key
 
 RES_BLOCKS = 3  # CompressAI's Elic2022Official uses 3 blocks per stage
 
@@ -79,7 +85,7 @@ def read_state_dict(path_or_dict) -> dict[str, np.ndarray]:
                 raise CompressAIImportError(f"cannot read {path}: {e}") from None
         else:
             try:
-                import torch
+                import torch  # optional: only .pt/.pth files need it
             except ImportError:
                 raise CompressAIImportError(
                     f"{path} is a torch file; install torch, or save the state dict as .npz"
@@ -112,8 +118,6 @@ def _deconv(w):
 
 def config_for(state_dict, model_config):
     """A copy of ``model_config`` with N, M, groups and the scale table read from the state dict."""
-    from hific_diffusion.codec.tables import gaussian_scale_table
-
     sd = read_state_dict(state_dict)
     cfg = model_config.copy_and_resolve_references()
     n = sd["g_a.0.weight"].shape[0] if "g_a.0.weight" in sd else None
@@ -162,8 +166,6 @@ def _pairs_attention(ours: str, theirs: str):
 
 def _layer_pairs(model, n: int, m: int, groups, sd):
     """[(our conv prefix, CompressAI module prefix, kind)]; kind: conv, deconv, masked."""
-    from hific_diffusion.codec.layers import Attention, ResidualBottleneck
-
     pairs = []
     for name in ("g_a", "g_s"):
         for i, layer in enumerate(getattr(model, name).layers):
@@ -195,14 +197,10 @@ def _layer_pairs(model, n: int, m: int, groups, sd):
 
 
 def convert(state_dict, model, strict: bool = True):
-    """(flat arrays keyed like ``bundle.flatten_state``, ImportReport) for ``model``."""
-    from flax import nnx
-
-    from hific_diffusion import bundle
-
+    """(flat arrays keyed like ``flatstate.flatten_state``, ImportReport) for ``model``."""
     sd = read_state_dict(state_dict)
     n, m, groups = model.n, model.m, tuple(model.groups)
-    targets = bundle.flatten_state(nnx.state(model, nnx.Param))
+    targets = flatten_state(nnx.state(model, nnx.Param))
     flat, mapped, used = {}, {}, set()
 
     def put(ours, theirs, value):
@@ -260,10 +258,6 @@ def load_compressai_state_dict(path_or_dict, config_model, *, strict: bool = Tru
     config). Returns the model; ``model.compressai_import_report`` tells what
     was imported and what was not.
     """
-    from flax import nnx
-
-    from hific_diffusion.codec.autoencoder import ELIC
-
     sd = read_state_dict(path_or_dict)
     want = config_for(sd, config_model)
     defaults = dict(prior_filters=(3, 3, 3), channel_context=(224, 128))
@@ -286,7 +280,7 @@ def load_compressai_state_dict(path_or_dict, config_model, *, strict: bool = Tru
     flat, report = convert(sd, model, strict=strict)
     state = nnx.state(model, nnx.Param)
     for path, var in nnx.to_flat_state(state):
-        key = "/".join(map(str, path))
+        key = flat_key(path)
         if key in flat:
             var.set_value(np.asarray(flat[key]))
     nnx.update(model, state)

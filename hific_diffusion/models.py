@@ -1,0 +1,190 @@
+"""A Codec's models, built from their config sections and flat weight arrays.
+
+``bundle.SECTIONS`` names the models (the autoencoder, the generative
+decoders) and the kind of config section each is built from; ``MODULES``
+gives each kind its module: ELIC for a ``model`` section, the U-Net of a
+``diffusion`` section's ``unet``. Modules are built as skeletons (zeros, no
+initializer runs: ``skeleton.py``) and filled from the arrays.
+
+``from_bundle`` and ``from_checkpoint`` return what ``pipeline.Codec`` is
+made of: a config whose ``model`` section built the autoencoder, the
+autoencoder, and ``{decoder name: (config section, module)}``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from hific_diffusion import skeleton
+from hific_diffusion.bundle import SECTIONS, Bundle, BundleError
+from hific_diffusion.codec.autoencoder import ELIC
+from hific_diffusion.diffusion.unet import UNet
+from hific_diffusion.flatstate import flatten_state
+from hific_diffusion.flatstate import key as flat_key
+
+# Per section kind: the module a section builds, and the subsection that
+# decides its shape (None: all of it).
+MODULES = {
+    "model": (lambda section: ELIC(section, rngs=nnx.Rngs(0)), None),
+    "diffusion": (lambda section: UNet(section.unet, rngs=nnx.Rngs(0)), "unet"),
+}
+
+# What building a module from a (hash-verified but wrong) config can raise.
+BUILD_ERRORS = (
+    ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, OverflowError
+)  # fmt: skip
+
+
+def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> None:
+    """Writes flat arrays into ``module``'s variables; names and shapes must match."""
+    state = nnx.state(module, nnx.Not(nnx.RngState))
+    targets = {flat_key(p): v for p, v in nnx.to_flat_state(state) if isinstance(v, nnx.Variable)}
+    # Params are required; other variables (e.g. statistics) and plain-array
+    # constants keep their constructed values when a checkpoint lacks them.
+    required = {k for k, v in targets.items() if isinstance(v, nnx.Param)}
+    constants = {flat_key(p) for p, v in nnx.to_flat_state(state)}
+    missing = sorted(required - set(flat))
+    extra = sorted(set(flat) - constants)
+    if missing or extra:
+        raise BundleError(
+            f"{name} weights do not match the model built from the config "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    for key, var in targets.items():
+        if key not in flat:
+            continue
+        arr = flat[key]
+        want = var.get_value()
+        if tuple(arr.shape) != tuple(want.shape):
+            raise BundleError(f"{name} weight {key} has shape {arr.shape}, expected {want.shape}")
+        var.set_value(jnp.asarray(arr, dtype=want.dtype))
+    nnx.update(module, state)
+
+
+_SKELETONS: dict = {}
+
+
+def _skeleton(kind: str, section):
+    """(graphdef, [(path, Variable)]) of the module ``section`` builds, built
+    once per (kind, shape) in a process: zeros, no initializer runs. Two
+    U-Nets of one shape share it."""
+    ctor, part = MODULES[kind]
+    key = (kind, (section[part] if part else section).to_json(sort_keys=True))
+    if key not in _SKELETONS:
+        with skeleton.skeleton():
+            graphdef, state = nnx.split(ctor(section))
+        _SKELETONS[key] = (graphdef, list(nnx.to_flat_state(state)))
+    return _SKELETONS[key]
+
+
+def _fill_abstract(kind: str, section, flat: dict[str, np.ndarray], name: str, exact: bool):
+    """Fills every leaf of the module's skeleton from ``flat``. A weight of
+    another shape is a BundleError; if ``flat`` lacks leaves or has extra ones,
+    that is a BundleError when ``exact``, else None (then the caller initializes)."""
+    graphdef, leaves = _skeleton(kind, section)
+    items, seen, missing = [], set(), []
+    for path, leaf in leaves:
+        key = flat_key(path)
+        is_var = isinstance(leaf, nnx.Variable)
+        want = leaf.get_value() if is_var else leaf
+        if isinstance(leaf, nnx.RngKey):
+            n = int(np.prod(want.shape, dtype=np.int64))
+            value = jax.random.split(jax.random.key(0), n).reshape(want.shape)
+        elif isinstance(leaf, nnx.RngCount):
+            value = np.zeros(want.shape, want.dtype)
+        else:
+            arr = flat.get(key)
+            if arr is None:
+                missing.append(key)
+                continue
+            if tuple(arr.shape) != tuple(want.shape):
+                raise BundleError(
+                    f"{name} weight {key} has shape {tuple(arr.shape)}, the model built "
+                    f"from the config needs {tuple(want.shape)}"
+                )
+            seen.add(key)
+            value = np.asarray(arr, dtype=want.dtype)
+        value = jax.device_put(value) if isinstance(value, np.ndarray) else value
+        items.append((path, leaf.replace(value) if is_var else jnp.asarray(value)))
+    extra = sorted(set(flat) - seen)
+    if missing or extra:
+        if exact:
+            raise BundleError(
+                f"{name} weights do not match the model built from the config "
+                f"(missing {missing[:3]}, unexpected {extra[:3]})"
+            )
+        return None
+    return nnx.merge(graphdef, nnx.from_flat_state(items))
+
+
+def build(name: str, section, flat: dict[str, np.ndarray], exact: bool = False):
+    """The module of model ``name`` (a ``SECTIONS`` name) built from its
+    config ``section`` and holding ``flat``.
+
+    ``exact`` (bundles): ``flat`` must hold every leaf. Otherwise (e.g.
+    Params-only checkpoints) a module is initialized and the leaves assigned.
+    """
+    kind = SECTIONS[name]
+    module = _fill_abstract(kind, section, flat, name, exact)
+    if module is None:
+        module = MODULES[kind][0](section)
+        assign_flat(module, flat, name)
+    return module
+
+
+def _bundle_module(b: Bundle, name: str):
+    m = b.models[name]
+    part = MODULES[SECTIONS[name]][1]
+    where = f"config.json {m.section}" + (f".{part}" if part else "")
+    what = name if name == "autoencoder" else f"{name} decoder"
+    try:
+        return build(name, m.config, m.params, exact=True)
+    except BundleError as e:
+        raise BundleError(f"bundle {b.path}: {m.weights} does not fit {where}: {e}") from None
+    except BUILD_ERRORS as e:
+        raise BundleError(
+            f"bundle {b.path}: {where} cannot build the {what} ({type(e).__name__}: {e})"
+        ) from None
+
+
+def from_bundle(b: Bundle):
+    """(config, autoencoder, decoders) of a loaded bundle, ``config`` holding
+    only the autoencoder's ``model`` section; every fault is a BundleError
+    naming the file and field."""
+    autoencoder = _bundle_module(b, "autoencoder")
+    decoders = {
+        name: (m.config, _bundle_module(b, name))
+        for name, m in b.models.items()
+        if name != "autoencoder"
+    }
+    config = ml_collections.ConfigDict({"model": b.models["autoencoder"].config})
+    return config, autoencoder, decoders
+
+
+def from_checkpoint(workdir, which: str = "ema"):
+    """(config, autoencoder, decoders) of a training workdir (``checkpoint.restore_params``);
+    a stage-2 workdir brings its autoencoder from ``config.train.autoencoder_checkpoint``
+    and is the decoder named by its task, with its own ``config.diffusion``."""
+    # On use: checkpoint imports orbax (seconds), which loading a bundle never needs.
+    from hific_diffusion import checkpoint
+
+    config, states = checkpoint.restore_params(workdir, which=which)
+    decoders = {}
+    if "unet" in states:
+        ae_dir = config.train.get("autoencoder_checkpoint", "")
+        if not ae_dir:
+            raise BundleError(f"{workdir}: stage-2 config names no train.autoencoder_checkpoint")
+        if SECTIONS.get(config.task) != "diffusion":
+            raise BundleError(f"{workdir}: task {config.task!r} is not a generative decoder")
+        unet = build(config.task, config.diffusion, flatten_state(states["unet"]))
+        decoders[config.task] = (config.diffusion, unet)
+        ae_config, states = checkpoint.restore_params(ae_dir, which=which)
+        config.model = ae_config.model
+    if "autoencoder" not in states:
+        raise BundleError(f"{workdir}: checkpoint has no autoencoder weights")
+    autoencoder = build("autoencoder", config.model, flatten_state(states["autoencoder"]))
+    return config, autoencoder, decoders
