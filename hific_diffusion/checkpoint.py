@@ -146,3 +146,21 @@ def restore_params(workdir, which: str = "ema", step=None):
     _, params, _ = nnx.split(abstract_model, nnx.Param, ...)
     nnx.replace_by_pure_dict(params, state[which])
     return config, {task.model_key: params}
+
+
+def restore_model(workdir, task: str | None = None, which: str = "ema"):
+    """``(config, module)``: the model a training run trained, built from its
+    config and holding its ``which`` weights. With ``task`` given, a run of
+    another task is a CheckpointError. The one way a frozen stage 1 (or any
+    trained model) is read back: stage-2 training and ``Codec.load(workdir)``."""
+    from flax import nnx
+
+    from hific_diffusion.train import tasks
+
+    config, states = restore_params(workdir, which=which)
+    if task is not None and config.task != task:
+        raise CheckpointError(f"{workdir} holds a {config.task!r} run, not {task!r}")
+    t = tasks.get_task(config.task)
+    model = t.build(config, nnx.Rngs(config.seed))
+    nnx.update(model, states[t.model_key])
+    return config, model

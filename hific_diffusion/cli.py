@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 from hific_diffusion import atomic, errors, images
@@ -38,7 +39,7 @@ class CliError(HfdError):
     """A usage problem reported as one line."""
 
 
-def expand_inputs(spec: str, exts: tuple[str, ...] | None) -> tuple[list[Path], bool]:
+def expand_inputs(spec: str, exts: Collection[str] | None) -> tuple[list[Path], bool]:
     """File, directory or glob -> (sorted files, whether it names many)."""
     p = Path(spec)
     if p.is_dir():
@@ -167,8 +168,7 @@ def cmd_compress(args) -> int:
         data = codec.compress(x, decoder=args.decoder, steps=args.steps, seed=args.seed)
         atomic.write_bytes(dst, data)
         if not many:
-            h, _ = bitstream.unpack(data)
-            print(f"{dst}: {len(data)} bytes, {len(data) * 8 / (h.height * h.width):.4f} bpp")
+            print(f"{dst}: {len(data)} bytes, {bitstream.real_bpp(data):.4f} bpp")
 
     return _run_many(list(zip(inputs, outs, strict=True)), many, "compress", one)
 
@@ -214,7 +214,7 @@ def cmd_info(args) -> int:
         h, sections = bitstream.unpack(data)
         print(
             f"{src}: {h.width}x{h.height} pixels, {len(data)} bytes, "
-            f"{len(data) * 8 / (h.height * h.width):.4f} bpp (real), format v{h.version}, "
+            f"{bitstream.real_bpp(data, h.height, h.width):.4f} bpp (real), format v{h.version}, "
             f"decoder={h.decoder}, steps={h.steps or 'default'}, seed={h.seed}, "
             f"model={h.fingerprint.hex()}, sections={[len(s) for s in sections]}"
         )

@@ -17,8 +17,9 @@ import numpy as np
 from hific_diffusion import images
 from hific_diffusion.codec import bitstream
 from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.codec.defaults import Z_STRIDE
 
-PAD_MULTIPLE = 64  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
+PAD_MULTIPLE = Z_STRIDE  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 
 
 def prepare(image) -> tuple[np.ndarray, int, int]:

@@ -182,8 +182,9 @@ def from_checkpoint(workdir, which: str = "ema"):
             raise BundleError(f"{workdir}: task {config.task!r} is not a generative decoder")
         unet = build(config.task, config.diffusion, flatten_state(states["unet"]))
         decoders[config.task] = (config.diffusion, unet)
-        ae_config, states = checkpoint.restore_params(ae_dir, which=which)
+        ae_config, autoencoder = checkpoint.restore_model(ae_dir, "autoencoder", which)
         config.model = ae_config.model
+        return config, autoencoder, decoders
     if "autoencoder" not in states:
         raise BundleError(f"{workdir}: checkpoint has no autoencoder weights")
     autoencoder = build("autoencoder", config.model, flatten_state(states["autoencoder"]))

@@ -19,7 +19,7 @@ import numpy as np
 
 from hific_diffusion import container
 from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.codec.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
 GENERATIVE = ("diffusion", "flow")
@@ -105,6 +105,16 @@ class Codec:
         unknown = sorted(set(decoders) - set(GENERATIVE))
         if unknown:
             raise CodecError(f"unknown generative decoders {unknown}; known: {GENERATIVE}")
+        if decoders:
+            # A decoder whose config names an unknown sampler, tile mode or
+            # target fails here, when the model loads, not at its first use.
+            from hific_diffusion.diffusion import decode  # on use: imports flax
+
+            for name, (section, _) in decoders.items():
+                try:
+                    decode.check_args(section, name)
+                except HfdError as e:
+                    raise CodecError(f"{name} decoder config: {e}") from None
         # name -> GenerativeDecoder, in GENERATIVE order.
         self.generative = {
             name: GenerativeDecoder(decoders[name][0], *_split_module(decoders[name][1]))
@@ -313,14 +323,6 @@ DEFAULT_BUNDLE_ENV = "HFD_DEFAULT_BUNDLE"  # overrides DEFAULT_BUNDLE when set
 def default_bundle_path() -> Path:
     """Where the default model lives: ``$HFD_DEFAULT_BUNDLE`` or the shipped bundle."""
     return Path(os.environ.get(DEFAULT_BUNDLE_ENV) or DEFAULT_BUNDLE)
-
-
-def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:
-    """File bytes * 8 / (H * W) of the original image (DESIGN.md)."""
-    if height is None or width is None:
-        header, _ = bitstream.unpack(data)
-        height, width = header.height, header.width
-    return len(data) * 8.0 / (height * width)
 
 
 def read_file(path) -> bytes:

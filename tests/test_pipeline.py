@@ -248,3 +248,19 @@ def test_sampling_arguments_are_checked_before_any_decoding(config, codec, sampl
     gen._decode_mse = decoded
     with pytest.raises(CodecError, match="diffusion decoder: "):
         gen.decompress(sample[1], decoder="diffusion", **bad)
+
+
+def test_a_decoder_config_with_an_unknown_sampler_fails_when_the_codec_is_built():
+    from flax import nnx
+
+    from hific_diffusion import configs
+    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.diffusion.unet import UNet
+
+    config = configs.load("tiny")
+    section = config.diffusion.copy_and_resolve_references()
+    section.sampler = "dpm++"
+    ae = ELIC(config.model, rngs=nnx.Rngs(0))
+    unet = UNet(section.unet, rngs=nnx.Rngs(0))
+    with pytest.raises(pipeline.CodecError, match="diffusion decoder config: .*dpm"):
+        pipeline.Codec(config, ae, decoders={"diffusion": (section, unet)})

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hific_diffusion.codec import context, entropy_model, quantize, valid
+from hific_diffusion.codec.defaults import Z_STRIDE
 from hific_diffusion.codec.layers import conv_init
 from hific_diffusion.codec.priors import FactorizedPrior
 from hific_diffusion.codec.transforms import (
@@ -74,8 +75,15 @@ class ELIC(nnx.Module):
         return self.g_s(y_hat.astype(self.compute_dtype)).astype(jnp.float32)
 
     def __call__(self, x01: jax.Array, training: bool = False, rng: jax.Array | None = None):
-        if x01.ndim != 4 or x01.shape[-1] != 3 or x01.shape[1] % 64 or x01.shape[2] % 64:
-            raise ValueError(f"ELIC expects NHWC RGB with H, W multiples of 64, got {x01.shape}")
+        if (
+            x01.ndim != 4
+            or x01.shape[-1] != 3
+            or x01.shape[1] % Z_STRIDE
+            or x01.shape[2] % Z_STRIDE
+        ):
+            raise ValueError(
+                f"ELIC expects NHWC RGB with H, W multiples of {Z_STRIDE}, got {x01.shape}"
+            )
         y = self.analysis(x01)
         z = self.h_a(y)
         if training:

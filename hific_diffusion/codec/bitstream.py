@@ -190,3 +190,13 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         version=version,
     )
     return header, sections
+
+
+def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:
+    """File bytes * 8 / (H * W) of the original image, header included (the
+    one definition of the rate every report uses; H, W from the header if not
+    given)."""
+    if height is None or width is None:
+        header, _ = unpack(data)
+        height, width = header.height, header.width
+    return len(data) * 8.0 / (height * width)

@@ -31,6 +31,7 @@ from flax import nnx
 
 from hific_diffusion.codec import context, intnet, valid
 from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
 from hific_diffusion.codec.range_coder import Decoder, Encoder
 from hific_diffusion.codec.tables import (
     DiscreteTables,
@@ -192,7 +193,7 @@ def _analyze(graphdef, state, x01, coded_hw):
 
 @jax.jit
 def _synthesize(graphdef, state, y_hat, coded_hw):
-    bucket = (y_hat.shape[1] * 16, y_hat.shape[2] * 16)
+    bucket = (y_hat.shape[1] * Y_STRIDE, y_hat.shape[2] * Y_STRIDE)
     with valid.region(bucket, coded_hw):
         return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
 
@@ -206,7 +207,7 @@ def _likelihood_bits(graphdef, state, x01, coded_hw):
 
 @jax.jit
 def _hyper(net, z_hat, coded_hw):
-    with valid.region((z_hat.shape[1] * 64, z_hat.shape[2] * 64), coded_hw):
+    with valid.region((z_hat.shape[1] * Z_STRIDE, z_hat.shape[2] * Z_STRIDE), coded_hw):
         return net.hyper(z_hat)
 
 
@@ -224,7 +225,7 @@ def stage_params(net, hyper, y_fixed, k, stage, channel=None):
 
 
 def _region(y_fixed, coded_hw):
-    return valid.region((y_fixed.shape[1] * 16, y_fixed.shape[2] * 16), coded_hw)
+    return valid.region((y_fixed.shape[1] * Y_STRIDE, y_fixed.shape[2] * Y_STRIDE), coded_hw)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
@@ -263,16 +264,16 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
     net = cm.net
 
     def hyper(z_hat):
-        coded = (z_hat.shape[1] * 64, z_hat.shape[2] * 64)
-        z = _pad_to(z_hat, valid.bucket_hw(coded), 64)
+        coded = (z_hat.shape[1] * Z_STRIDE, z_hat.shape[2] * Z_STRIDE)
+        z = _pad_to(z_hat, valid.bucket_hw(coded), Z_STRIDE)
         return _hyper(net, jnp.asarray(z), _coded(coded))
 
     channel = {}  # group k -> its channel context, computed at the anchor stage
 
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
-        coded = _coded((h * 16, w * 16))
-        y = jnp.asarray(_pad_to(y_fixed, valid.bucket_hw((h * 16, w * 16)), 16))
+        coded = _coded((h * Y_STRIDE, w * Y_STRIDE))
+        y = jnp.asarray(_pad_to(y_fixed, valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE)), Y_STRIDE))
         if stage == context.ANCHOR or k not in channel:
             channel.clear()
             channel[k] = _channel_context(net, y, k, coded) if k else None
@@ -320,8 +321,16 @@ def _z_indices(shape):
 
 
 def check_padded_input(x) -> None:
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[-1] != 3 or x.shape[1] % 64 or x.shape[2] % 64:
-        raise ValueError(f"expected float32[1, H, W, 3] with H, W multiples of 64, got {x.shape}")
+    if (
+        x.ndim != 4
+        or x.shape[0] != 1
+        or x.shape[-1] != 3
+        or x.shape[1] % Z_STRIDE
+        or x.shape[2] % Z_STRIDE
+    ):
+        raise ValueError(
+            f"expected float32[1, H, W, 3] with H, W multiples of {Z_STRIDE}, got {x.shape}"
+        )
 
 
 def encode_analysis(coder: LatentCoder, y, z):
@@ -351,15 +360,15 @@ def decode_sections(coder: LatentCoder, sections, padded_hw, n: int, m: int):
     if len(sections) != 2:
         raise BitstreamError(f"expected 2 latent sections (z, y), got {len(sections)}")
     ph, pw = (int(v) for v in padded_hw)
-    if ph <= 0 or pw <= 0 or ph % 64 or pw % 64:
-        raise BitstreamError(f"padded size {ph}x{pw} is not a positive multiple of 64")
-    z_shape = (1, ph // 64, pw // 64, int(n))
+    if ph <= 0 or pw <= 0 or ph % Z_STRIDE or pw % Z_STRIDE:
+        raise BitstreamError(f"padded size {ph}x{pw} is not a positive multiple of {Z_STRIDE}")
+    z_shape = (1, ph // Z_STRIDE, pw // Z_STRIDE, int(n))
     z_dec = Decoder(coder.z_tables, bytes(sections[0]), "z")
     z_hat = z_dec.decode(_z_indices(z_shape))
     z_dec.finish()  # the whole section, nothing more: before any network runs on z_hat
     y_dec = Decoder(coder.y_tables, bytes(sections[1]), "y")
     hyper = coder.hyper(z_hat)
-    y_shape = (1, ph // 16, pw // 16, int(m))
+    y_shape = (1, ph // Y_STRIDE, pw // Y_STRIDE, int(m))
     y_hat, _ = _run_stages(coder, hyper, y_shape, lambda k, sel, mu, idx: y_dec.decode(idx))
     y_dec.finish()
     return y_hat, z_hat
@@ -383,7 +392,9 @@ def analyze(model, x01_padded):
     ph, pw = x01_padded.shape[1:3]
     xb = _pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1)
     y, z = _analyze(cm.graphdef, cm.state, jnp.asarray(xb), _coded((ph, pw)))
-    return np.asarray(y)[:, : ph // 16, : pw // 16], np.asarray(z)[:, : ph // 64, : pw // 64]
+    return np.asarray(y)[:, : ph // Y_STRIDE, : pw // Y_STRIDE], np.asarray(z)[
+        :, : ph // Z_STRIDE, : pw // Z_STRIDE
+    ]
 
 
 def decode_latents(model, sections, padded_hw):
@@ -393,7 +404,7 @@ def decode_latents(model, sections, padded_hw):
 
 
 def compress_latents(model, x01_padded) -> list[bytes]:
-    """float32[1, H, W, 3] in [0, 1], H and W multiples of 64 -> [z bytes, y bytes]."""
+    """float32[1, H, W, 3] in [0, 1], H and W multiples of Z_STRIDE -> [z bytes, y bytes]."""
     return encode_latents(model, x01_padded)[0]
 
 
@@ -407,8 +418,8 @@ def decompress_latents(model, sections, padded_hw):
 def synthesize(model, y_hat) -> np.ndarray:
     """g_s(y_hat) clipped to [0, 1], run at the bucket of y_hat's size."""
     cm = _coding_model(model)
-    ph, pw = y_hat.shape[1] * 16, y_hat.shape[2] * 16
-    yb = _pad_to(y_hat, valid.bucket_hw((ph, pw)), 16)
+    ph, pw = y_hat.shape[1] * Y_STRIDE, y_hat.shape[2] * Y_STRIDE
+    yb = _pad_to(y_hat, valid.bucket_hw((ph, pw)), Y_STRIDE)
     x = _synthesize(cm.graphdef, cm.state, jnp.asarray(yb), _coded((ph, pw)))
     return np.asarray(x)[:, :ph, :pw]
 

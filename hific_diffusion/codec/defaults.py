@@ -2,6 +2,11 @@
 
 import ml_collections
 
+# Pixels per latent: g_a downsamples by 16 (y), h_a by 4 more (z). An image is
+# padded to a multiple of Z_STRIDE before coding (``container.py``).
+Y_STRIDE = 16
+Z_STRIDE = 64
+
 
 def model_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(

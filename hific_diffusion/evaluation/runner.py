@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hific_diffusion import atomic, metrics
+from hific_diffusion.codec import bitstream
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid
@@ -56,12 +57,7 @@ def load_codec(config, bundle=None, workdir=None):
         return Codec.from_checkpoint(workdir)
     if config.eval.random_init:
         return random_codec(config)
-    from hific_diffusion.pipeline import default_bundle_path
-
-    default = default_bundle_path()
-    if not (default / "manifest.json").is_file():
-        raise EvalError(f"no model: pass --bundle or --workdir (no default bundle in {default})")
-    return Codec.from_bundle(default)
+    return Codec.load()  # the default model (a one-line error if none is installed)
 
 
 def random_codec(config):
@@ -183,7 +179,7 @@ def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, featu
     t0 = time.perf_counter()
     data = codec.compress(image, seed=int(ecfg.seed))
     t_enc = time.perf_counter() - t0
-    bpp = len(data) * 8.0 / (h * w)
+    bpp = bitstream.real_bpp(data, h, w)
     bpp_est = float(codec.estimate_bpp(image))
     if ecfg.save_reconstructions:  # the real file the bpp is measured on
         path = out / "bitstreams" / f"{name}.hfd"

@@ -31,11 +31,7 @@ def _frozen_autoencoder(path: str, mesh):
         raise tasks.TaskError(
             "stage 2 needs config.train.autoencoder_checkpoint (a stage-1 workdir)"
         )
-    ae_config, params = checkpoint.restore_params(path, which="ema")
-    if ae_config.task != "autoencoder":
-        raise tasks.TaskError(f"{path} holds a {ae_config.task!r} run, not an autoencoder")
-    model = tasks.get_task("autoencoder").build(ae_config, nnx.Rngs(ae_config.seed))
-    nnx.update(model, params["autoencoder"])
+    _, model = checkpoint.restore_model(path, task="autoencoder", which="ema")
     graphdef, state = nnx.split(model)
     shardings = jax.tree.map(lambda _: shd.replicated(mesh), state)
     return graphdef, jax.device_put(state, shardings), shardings
