@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchutil import CompileClock, maybe_trace  # noqa: E402
 
 from hific_diffusion import configs  # noqa: E402
-from hific_diffusion import sharding as shd  # noqa: E402
 from hific_diffusion.diffusion import flops as flops_lib  # noqa: E402
 from hific_diffusion.train import optim as optim_lib  # noqa: E402
+from hific_diffusion.train import sharding as shd  # noqa: E402
 from hific_diffusion.train import state as train_state  # noqa: E402
 from hific_diffusion.train import step, tasks  # noqa: E402
 

@@ -88,7 +88,7 @@ class Ours:
     def __init__(self, args):
         import jax
 
-        from hific_diffusion import sharding as shd
+        from hific_diffusion.train import sharding as shd
         from hific_diffusion.train import state as train_state
         from hific_diffusion.train import step, tasks
 

@@ -170,7 +170,7 @@ def from_checkpoint(workdir, which: str = "ema"):
     a stage-2 workdir brings its autoencoder from ``config.train.autoencoder_checkpoint``
     and is the decoder named by its task, with its own ``config.diffusion``."""
     # On use: checkpoint imports orbax (seconds), which loading a bundle never needs.
-    from hific_diffusion import checkpoint
+    from hific_diffusion.train import checkpoint
 
     config, states = checkpoint.restore_params(workdir, which=which)
     decoders = {}

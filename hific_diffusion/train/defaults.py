@@ -24,7 +24,7 @@ def train_config() -> ml_collections.ConfigDict:
             # Steps whose loss or gradients are not finite are skipped; this
             # many in a row stop training with an error.
             max_nonfinite=10,
-            # Sharding rules (hific_diffusion/sharding.py): "replicate" | "fsdp";
+            # Sharding rules (train/sharding.py): "replicate" | "fsdp";
             # mesh_shape = (data, fsdp), empty for automatic.
             sharding="replicate",
             mesh_shape=(),

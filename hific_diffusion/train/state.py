@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion import sharding as shd
 from hific_diffusion.train import optim
+from hific_diffusion.train import sharding as shd
 
 
 @dataclasses.dataclass

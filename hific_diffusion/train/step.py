@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from hific_diffusion import sharding as shd
 from hific_diffusion.train import optim, tasks
+from hific_diffusion.train import sharding as shd
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

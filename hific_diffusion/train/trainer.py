@@ -13,11 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion import checkpoint
-from hific_diffusion import sharding as shd
 from hific_diffusion.data import pipeline
 from hific_diffusion.errors import HfdError
-from hific_diffusion.train import distributed, reporting, samples, step, tasks
+from hific_diffusion.train import checkpoint, distributed, reporting, samples, step, tasks
+from hific_diffusion.train import sharding as shd
 from hific_diffusion.train import state as train_state
 
 

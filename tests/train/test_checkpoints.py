@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from hific_diffusion import checkpoint, configs
-from hific_diffusion import sharding as shd
+from hific_diffusion import configs
+from hific_diffusion.train import checkpoint, tasks
+from hific_diffusion.train import sharding as shd
 from hific_diffusion.train import state as train_state
-from hific_diffusion.train import tasks
 
 
 def _setup(mesh_shape, n, rule="fsdp"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from hific_diffusion import checkpoint
+from hific_diffusion.train import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

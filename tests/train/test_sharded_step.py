@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hific_diffusion import configs
-from hific_diffusion import sharding as shd
 from hific_diffusion.data import pipeline
+from hific_diffusion.train import sharding as shd
 from hific_diffusion.train import state as train_state
 from hific_diffusion.train import step, tasks
 

@@ -117,8 +117,7 @@ def test_stage2_without_stage1_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_init_from_starts_a_fresh_run_from_another_runs_ema_weights(tmp_path, capsys):
-    from hific_diffusion import checkpoint
-    from hific_diffusion.train import tasks
+    from hific_diffusion.train import checkpoint, tasks
 
     _run(tmp_path / "src", **{"train.steps": 3, "train.ema_decay": 0.5})
     # lr 0: the new run's weights can only be what it started from.

@@ -125,7 +125,7 @@ def restore_params(workdir, which: str = "ema", step=None):
     """
     from flax import nnx
 
-    from hific_diffusion import sharding as shd
+    from hific_diffusion.train import sharding as shd
     from hific_diffusion.train import state as train_state
     from hific_diffusion.train import tasks
 
