@@ -123,10 +123,11 @@ def _section(raw: dict, key: str, kind: str, f: Path) -> ml_collections.ConfigDi
             node = ml_collections.ConfigDict(node)
         except (ValueError, TypeError, KeyError) as e:
             raise BundleError(f"bundle file {f} is not a config ({e})") from None
-    problem = configs.type_problem(node, DEFAULTS[kind](), key)
+    defaults = DEFAULTS[kind]()
+    problem = configs.type_problem(node, defaults, key)
     if problem:
         raise BundleError(f"bundle file {f}: {problem}")
-    return node
+    return configs.fill_defaults(node, defaults)
 
 
 # ------------------------------------------------------------------ weights

@@ -222,6 +222,27 @@ def eval_protocol(dataset: str, *, fid_patch: int = 256) -> ml_collections.Confi
     return config
 
 
+def fill_defaults(node: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict):
+    """``node`` with every field it lacks taken from ``defaults`` (recursively),
+    in place. Configs saved before a field existed (checkpoints, bundles) are
+    read through this, so the code reads every field directly and a default
+    lives only in its section's ``defaults.py``. Each field was added with the
+    behaviour before it as its default; the one exception, ``model.init``,
+    only decides how a fresh run initialises, never how saved weights load."""
+    for key, default in defaults.items():
+        if key not in node:
+            node[key] = (
+                default.copy_and_resolve_references()
+                if isinstance(default, ml_collections.ConfigDict)
+                else default
+            )
+        elif isinstance(default, ml_collections.ConfigDict) and isinstance(
+            node[key], ml_collections.ConfigDict
+        ):
+            fill_defaults(node[key], default)
+    return node
+
+
 def _kind_ok(default, value) -> bool:
     if default is None:
         return True

@@ -128,3 +128,21 @@ def test_a_rate_the_config_rejects_is_a_one_line_error_with_exit_2(tmp_path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error:") and "0.33" in line and "0.60" in line  # the choices
+
+
+def test_a_config_saved_before_a_field_existed_reads_it_from_the_section_defaults(tmp_path):
+    """One home for defaults: the code reads fields directly, checkpoint and
+    bundle loading fill what an older config lacks from defaults.py."""
+    import json
+
+    from hific_diffusion.train import checkpoint
+
+    old = configs.load("tiny:diffusion").to_dict()
+    del old["diffusion"]["residual_scale"], old["model"]["prior_filters"], old["diffusion"]["unet"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = checkpoint.load_config(tmp_path)
+    base = configs.base_config()
+    assert loaded.diffusion.residual_scale == base.diffusion.residual_scale == 0.25
+    assert loaded.model.prior_filters == base.model.prior_filters
+    assert loaded.diffusion.unet.to_dict() == base.diffusion.unet.to_dict()
+    assert loaded.model.N == configs.load("tiny").model.N  # what it had stays

@@ -46,19 +46,19 @@ class ELIC(nnx.Module):
         self.scale_min = float(cfg.scale_min)
         # Coding-time settings (tables and the integer path), read by coding.py.
         self.num_scales, self.scale_max = int(cfg.num_scales), float(cfg.scale_max)
-        self.int_frac_bits = int(cfg.get("int_frac_bits", 8))
-        self.compute_dtype = _DTYPES[str(cfg.get("compute_dtype", "float32"))]
-        blocks = int(cfg.get("res_blocks", 3))
-        with conv_init(str(cfg.get("init", "pytorch"))):
+        self.int_frac_bits = int(cfg.int_frac_bits)
+        self.compute_dtype = _DTYPES[str(cfg.compute_dtype)]
+        blocks = int(cfg.res_blocks)
+        with conv_init(str(cfg.init)):
             self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
             self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
             self.h_a = HyperAnalysis(n, m, rngs=rngs)
             self.h_s = HyperSynthesis(n, rngs=rngs)
-            widths = tuple(int(w) for w in cfg.get("channel_context", (224, 128)))
+            widths = tuple(int(w) for w in cfg.channel_context)
             self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
         # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
-        filters = tuple(int(f) for f in cfg.get("prior_filters", (3, 3, 3)))
+        filters = tuple(int(f) for f in cfg.prior_filters)
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
 
     def analysis(self, x01):

@@ -21,6 +21,9 @@ def model_config() -> ml_collections.ConfigDict:
             channel_context=(224, 128),
             # ELIC Fig. 4: residual bottleneck blocks per stage of g_a / g_s.
             res_blocks=3,
+            # Hidden widths of the factorized prior of z (Balle et al. 2018's
+            # density model, as CompressAI's EntropyBottleneck: filters 3,3,3).
+            prior_filters=(3, 3, 3),
             # Rate-distortion trade-off: loss = bpp + lmbda * 255^2 * MSE.
             lmbda=0.0130,
             # Gaussian scale table for the integer coding path. sigma is

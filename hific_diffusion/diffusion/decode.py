@@ -105,7 +105,7 @@ class SamplerSpec:
                     f"overlap must be in [0, tile / 2 = {tile // 2}], got {overlap}"
                 )
         # .get: configs saved before these fields existed still decode.
-        tile_mode = cfg.get("tile_mode", "overlap")
+        tile_mode = cfg.tile_mode
         if tile_mode not in TILE_MODES:
             raise GenerateError(f"tile_mode must be one of {TILE_MODES}, got {tile_mode!r}")
         target, scale = losses.diffusion_target(cfg)  # checks the name for either kind
@@ -119,10 +119,10 @@ class SamplerSpec:
             eta=float(cfg.eta),
             logsnr_min=float(cfg.logsnr_min),
             logsnr_max=float(cfg.logsnr_max),
-            clip_x=bool(cfg.get("clip_x", True)) and target != "residual",
+            clip_x=bool(cfg.clip_x) and target != "residual",
             target=target,
             residual_scale=scale,
-            flow_noise=float(cfg.get("flow_noise", 0.1)),
+            flow_noise=float(cfg.flow_noise),
             tile=int(tile),
             overlap=int(overlap),
             tile_mode=tile_mode,

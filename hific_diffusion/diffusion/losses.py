@@ -51,8 +51,8 @@ TARGETS = ("image", "residual")
 def diffusion_target(cfg) -> tuple[str, float]:
     """``(target, residual_scale)`` of a diffusion config; configs saved before
     the option existed model the image."""
-    target = cfg.get("target", "image")
-    scale = float(cfg.get("residual_scale", 1.0))
+    target = cfg.target
+    scale = float(cfg.residual_scale)
     if target not in TARGETS:
         raise LossConfigError(f"unknown diffusion target {target!r}; expected one of {TARGETS}")
     if target == "residual" and not scale > 0:

@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from hific_diffusion import atomic
+from hific_diffusion import atomic, configs
 from hific_diffusion.errors import HfdError
 
 
@@ -104,7 +104,8 @@ def load_config(workdir) -> ml_collections.ConfigDict:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from e
-    return _tuples(ml_collections.ConfigDict(data))
+    # Fields added since the run was saved get their defaults (configs.fill_defaults).
+    return configs.fill_defaults(_tuples(ml_collections.ConfigDict(data)), configs.base_config())
 
 
 def _tuples(cfg):
