@@ -10,6 +10,7 @@ import pytest
 
 from hific_diffusion.data import offline_photos
 from hific_diffusion.metrics.psnr import psnr
+from hific_diffusion.metrics.texture import highpass_energy
 from hific_diffusion.pipeline import DEFAULT_BUNDLE, Codec
 
 CARD = DEFAULT_BUNDLE / "model_card.json"
@@ -77,12 +78,6 @@ def test_heldout_bpp_and_mse_psnr_match_the_model_card(card, codec, coded):
         assert abs(psnr(x, y) - row["psnr"]) < 0.05
 
 
-def _highpass_energy(img):
-    g = np.asarray(img, np.float64).mean(-1) / 255.0
-    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
-    return float(np.mean(lap**2))
-
-
 @pytest.fixture(scope="module")
 def crops(codec):
     """128x192 centre crops of the held-out photos (full-size generative decodes
@@ -100,7 +95,7 @@ def crops(codec):
 def test_generative_decoders_add_high_frequency_detail(crops, decoder):
     """Statistic: mean squared Laplacian of the luma, averaged over the crops.
     x_mse is blurred by the low rate; the generative decoders restore texture."""
-    gains = [_highpass_energy(d[decoder]) / _highpass_energy(d["mse"]) for _, d in crops]
+    gains = [highpass_energy(d[decoder]) / highpass_energy(d["mse"]) for _, d in crops]
     assert np.mean(gains) > 1.2, gains
 
 
@@ -110,7 +105,7 @@ def test_generative_detail_is_bounded_by_the_original_not_noise(crops, decoder):
     added energy must stay below the original's (x 1.5) on every crop, and the
     PSNR at most 3 dB below x_mse's (the bound for a perfect sampler)."""
     for x, d in crops:
-        assert _highpass_energy(d[decoder]) < 1.5 * _highpass_energy(x)
+        assert highpass_energy(d[decoder]) < 1.5 * highpass_energy(x)
         assert psnr(x, d[decoder]) > psnr(x, d["mse"]) - 3.0
 
 

@@ -21,9 +21,9 @@ from hific_diffusion.atomic import atomic_write, write_text
 ANCHORS = Path(__file__).resolve().parent / "anchors" / "published_rd_clic2020.csv"
 PER_IMAGE_FIELDS = (
     "image", "decoder", "height", "width", "bytes", "bpp", "bpp_est", "psnr", "ms_ssim",
-    "lpips", "quality", "matched", "seconds",
+    "lpips", "texture", "quality", "matched", "seconds",
 )  # fmt: skip
-MEAN_FIELDS = ("bpp", "bpp_est", "psnr", "ms_ssim", "lpips", "seconds")
+MEAN_FIELDS = ("bpp", "bpp_est", "psnr", "ms_ssim", "lpips", "texture", "seconds")
 # Published points carry the dataset names their CSV uses.
 _ANCHOR_DATASET = {"clic20": "CLIC2020"}
 
@@ -74,7 +74,8 @@ def _jsonable(x):
 def table(per_decoder: dict[str, dict]) -> str:
     cols = (
         ("bpp", "{:.4f}"), ("bpp_est", "{:.4f}"), ("psnr", "{:.2f}"), ("ms_ssim", "{:.4f}"),
-        ("lpips", "{:.4f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"), ("images", "{:d}"),
+        ("lpips", "{:.4f}"), ("texture", "{:.3f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),
+        ("images", "{:d}"),
     )  # fmt: skip
     head = f"{'decoder':<12}" + "".join(f"{c:>10}" for c, _ in cols)
     lines = [head, "-" * len(head)]

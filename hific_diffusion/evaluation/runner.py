@@ -35,7 +35,7 @@ from hific_diffusion import atomic, metrics
 from hific_diffusion.codec import bitstream
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
-from hific_diffusion.metrics import fid
+from hific_diffusion.metrics import fid, texture
 
 ORIGINAL = "original"  # feature-set name of the uncompressed images
 
@@ -169,6 +169,9 @@ def _quality(row, image, recon, lpips):
     row["psnr"] = metrics.psnr(image, recon)
     row["ms_ssim"] = metrics.ms_ssim(image, recon)
     row["lpips"] = lpips(image, recon) if min(image.shape[:2]) >= 32 else None
+    # Fine detail relative to the original (1 = as much; noise > 1, blur < 1).
+    ratio = texture.texture_ratio(image, recon) if min(image.shape[:2]) >= 3 else None
+    row["texture"] = ratio if ratio is not None and np.isfinite(ratio) else None
     return row
 
 

@@ -180,3 +180,21 @@ def test_lpips_compiles_once_per_size_bucket(lpips):
     for a, b in _photo_pairs(sizes):
         lpips(a, b)
     assert lpips._distance._cache_size() - before <= len(buckets) == 2
+
+
+def test_texture_ratio_is_below_one_for_blur_about_one_for_itself_above_for_noise():
+    """On a real photo: blur removes fine detail, noise adds energy that is not detail."""
+    from scipy import ndimage
+    from sklearn.datasets import load_sample_image
+
+    from hific_diffusion.metrics.texture import texture_ratio
+
+    photo = load_sample_image("china.jpg")[:200, :300]
+    blurred = ndimage.gaussian_filter(photo.astype(np.float64), (1.5, 1.5, 0))
+    noisy = photo + np.random.default_rng(0).normal(0, 30, photo.shape)
+    as_u8 = lambda x: np.clip(np.round(x), 0, 255).astype(np.uint8)  # noqa: E731
+    assert texture_ratio(photo, photo) == pytest.approx(1.0)
+    assert texture_ratio(photo, as_u8(blurred)) < 0.3
+    assert texture_ratio(photo, as_u8(noisy)) > 1.5
+    with pytest.raises(metrics.MetricError, match="3x3"):
+        texture_ratio(photo[:2, :2], photo[:2, :2])
