@@ -86,7 +86,7 @@ class Codec:
         ``config.diffusion``; a shorthand for ``decoders``.
       tables: the entropy-coding tables ``{"z", "y"}`` the model was exported
         with (a bundle's); ``None`` derives them from the weights
-        (``coding.derive_tables``).
+        (``tables.derive_tables``).
       decoders: ``{name: (config section, module)}``: generative decoders
         ("diffusion", "flow"), each with its own ``diffusion`` config section.
     """

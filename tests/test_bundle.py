@@ -101,6 +101,22 @@ def _rehash(path):
     (path / "manifest.json").write_text(json.dumps(m))
 
 
+def _assert_refused(source, tmp_path, tamper, fragments):
+    """A copy of bundle ``source``, tampered and re-hashed (so only the
+    content is wrong), fails to load with one line naming ``fragments``."""
+    from hific_diffusion.pipeline import Codec
+
+    path = tmp_path / "b"
+    shutil.copytree(source, path)
+    tamper(path)
+    _rehash(path)
+    with pytest.raises(BundleError) as e:
+        Codec.load(path)
+    assert type(e.value) is BundleError
+    assert all(f in str(e.value) for f in fragments), str(e.value)
+    assert "\n" not in str(e.value)
+
+
 def _edit_config(fn):
     def edit(path):
         c = json.loads((path / "config.json").read_text())
@@ -148,17 +164,7 @@ def _nan_weight(path):
 def test_faults_behind_matching_hashes_are_bundle_errors_naming_file_and_field(
     tmp_path, tamper, fragments
 ):
-    from hific_diffusion.pipeline import Codec
-
-    path = tmp_path / "b"
-    shutil.copytree(GOLDEN_BUNDLE, path)
-    tamper(path)
-    _rehash(path)
-    with pytest.raises(BundleError) as e:
-        Codec.load(path)
-    assert type(e.value) is BundleError
-    assert all(f in str(e.value) for f in fragments), str(e.value)
-    assert "\n" not in str(e.value)
+    _assert_refused(GOLDEN_BUNDLE, tmp_path, tamper, fragments)
 
 
 def test_a_unet_bundle_whose_config_has_no_unet_section_is_refused(saved):
@@ -215,17 +221,7 @@ _FLOW = configs.load("tiny").diffusion.to_dict()
 def test_faults_in_the_current_layout_are_bundle_errors_naming_file_and_field(
     golden_v2, tmp_path, tamper, fragments
 ):
-    from hific_diffusion.pipeline import Codec
-
-    path = tmp_path / "b"
-    shutil.copytree(golden_v2, path)
-    tamper(path)
-    _rehash(path)
-    with pytest.raises(BundleError) as e:
-        Codec.load(path)
-    assert type(e.value) is BundleError
-    assert all(f in str(e.value) for f in fragments), str(e.value)
-    assert "\n" not in str(e.value)
+    _assert_refused(golden_v2, tmp_path, tamper, fragments)
 
 
 def test_a_version_1_bundle_rewritten_in_the_current_layout_is_the_same_model(golden_v2):

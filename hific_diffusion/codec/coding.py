@@ -13,7 +13,7 @@ The integer network is derived exactly from the weights (integer rounding of
 float32 values times powers of two, exact rational thresholds), so it is the
 same on every machine. The entropy-coding tables go through float
 transcendental functions; they are derived once, stored with an exported
-model and used as stored (:func:`derive_tables`). Both are cached under a hash
+model and used as stored (:func:`tables.derive_tables`). Both are cached under a hash
 of the weights and tables, so they can never be stale.
 """
 
@@ -35,12 +35,12 @@ from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
 from hific_diffusion.codec.range_coder import Decoder, Encoder
 from hific_diffusion.codec.tables import (
     DiscreteTables,
-    build_gaussian_tables,
+    check_model_tables,
+    derive_tables,
     gaussian_scale_table,
 )
 
 FORMAT = b"hfd-latents-v1"  # bump when the coding order or integer path changes
-PRECISION = 16
 _CACHE_SIZE = 4
 _cache: collections.OrderedDict = collections.OrderedDict()
 
@@ -84,49 +84,16 @@ def _weights_digest(model) -> bytes:
     return h.digest()
 
 
-def derive_tables(model) -> dict[str, DiscreteTables]:
-    """The entropy-coding tables of ``model``'s current weights: ``z`` (the
-    learned factorized prior) and ``y`` (one quantized Gaussian per scale).
-
-    These go through float ``exp``/``tanh``/``erf``, whose last bit can differ
-    between CPUs, and a float pmf quantized to integer counts can then move a
-    count. So tables are derived once, where a model is exported, and stored
-    with it (bundles); every coder of that model uses the stored tables, never
-    its own derivation. Everything else between z_hat and the coder (the
-    integer network, the scale thresholds) is derived exactly.
-    """
-    pmf, offsets, lengths = model.prior.integer_pmfs()
-    scales = gaussian_scale_table(model.num_scales, model.scale_min, model.scale_max)
-    return {
-        "z": DiscreteTables.from_float_pmfs(pmf, offsets, PRECISION, lengths=lengths),
-        "y": build_gaussian_tables(scales, precision=PRECISION),
-    }
-
-
-def _check_tables(model, tables) -> None:
-    missing = {"z", "y"} - set(tables)
-    if missing:
-        raise ValueError(f"coding tables lack {sorted(missing)}")
-    z, y = tables["z"], tables["y"]
-    if z.num_tables != model.n or y.num_tables != model.num_scales:
-        raise ValueError(
-            f"coding tables have {z.num_tables} z rows and {y.num_tables} y scales; "
-            f"the model needs {model.n} and {model.num_scales}"
-        )
-    if z.precision != PRECISION or y.precision != PRECISION:
-        raise ValueError(f"coding tables must have {PRECISION}-bit precision")
-
-
 def prepare(model, tables: dict[str, DiscreteTables] | None = None) -> CodingModel:
     """Tables + integer path for ``model``'s current weights.
 
     ``tables`` (``{"z": ..., "y": ...}``, e.g. a bundle's) are used as given;
-    without them they are derived (:func:`derive_tables`). Results are cached
+    without them they are derived (:func:`tables.derive_tables`). Results are cached
     under a hash of the weights and the tables, so they can never be stale.
     """
     key = _weights_digest(model)
     if tables is not None:
-        _check_tables(model, tables)
+        check_model_tables(model, tables)
         key += (tables["z"].digest() + tables["y"].digest()).encode()
     if key in _cache:
         _cache.move_to_end(key)

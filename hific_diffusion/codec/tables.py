@@ -217,3 +217,41 @@ def build_gaussian_tables(
     return DiscreteTables.from_float_pmfs(
         pmf, offsets=-half, precision=precision, lengths=2 * half + 1
     )
+
+
+# ------------------------------------------------------- the tables of a model
+PRECISION = 16  # bits of every coding table's counts
+
+
+def derive_tables(model) -> dict[str, DiscreteTables]:
+    """The entropy-coding tables of ``model``'s current weights: ``z`` (the
+    learned factorized prior) and ``y`` (one quantized Gaussian per scale).
+
+    These go through float ``exp``/``tanh``/``erf``, whose last bit can differ
+    between CPUs, and a float pmf quantized to integer counts can then move a
+    count. So tables are derived once, where a model is exported, and stored
+    with it (bundles); every coder of that model uses the stored tables, never
+    its own derivation. Everything else between z_hat and the coder (the
+    integer network, the scale thresholds) is derived exactly.
+    """
+    pmf, offsets, lengths = model.prior.integer_pmfs()
+    scales = gaussian_scale_table(model.num_scales, model.scale_min, model.scale_max)
+    return {
+        "z": DiscreteTables.from_float_pmfs(pmf, offsets, PRECISION, lengths=lengths),
+        "y": build_gaussian_tables(scales, precision=PRECISION),
+    }
+
+
+def check_model_tables(model, tables) -> None:
+    """Stored tables fit ``model``: both parts, its row counts, PRECISION bits."""
+    missing = {"z", "y"} - set(tables)
+    if missing:
+        raise ValueError(f"coding tables lack {sorted(missing)}")
+    z, y = tables["z"], tables["y"]
+    if z.num_tables != model.n or y.num_tables != model.num_scales:
+        raise ValueError(
+            f"coding tables have {z.num_tables} z rows and {y.num_tables} y scales; "
+            f"the model needs {model.n} and {model.num_scales}"
+        )
+    if z.precision != PRECISION or y.precision != PRECISION:
+        raise ValueError(f"coding tables must have {PRECISION}-bit precision")
