@@ -234,7 +234,10 @@ def test_perceptual_loss_has_gradients_towards_the_image():
 
 @pytest.mark.parametrize(
     "field,value,match",
-    [("perceptual_weight", 1.5, "perceptual_weight"), ("perceptual_net", "resnet", "perceptual_net")],
+    [
+        ("perceptual_weight", 1.5, "perceptual_weight"),
+        ("perceptual_net", "resnet", "perceptual_net"),
+    ],
 )
 def test_bad_perceptual_option_is_a_clear_error(field, value, match):
     cfg = configs.load("tiny").diffusion
