@@ -49,6 +49,7 @@ class ELIC(nnx.Module):
         self.int_frac_bits = int(cfg.int_frac_bits)
         self.compute_dtype = _DTYPES[str(cfg.compute_dtype)]
         blocks = int(cfg.res_blocks)
+        self.res_blocks = blocks  # sets the tiles' halo (codec/tiles.py)
         with conv_init(str(cfg.init)):
             self.g_a = AnalysisTransform(n, m, res_blocks=blocks, rngs=rngs)
             self.g_s = SynthesisTransform(n, m, res_blocks=blocks, rngs=rngs)
@@ -69,7 +70,11 @@ class ELIC(nnx.Module):
         """(y, z - median): the coder's symbols are ``round`` of these
         (``codec/coding.py``; the integer h_s adds the median back)."""
         y = self.analysis(x01)
-        return y, self.h_a(y) - self.prior.offset()
+        return y, self.hyper_analysis(y)
+
+    def hyper_analysis(self, y):
+        """z - median from y (h_a), the second half of :meth:`analyze_for_coding`."""
+        return self.h_a(y) - self.prior.offset()
 
     def synthesis(self, y_hat):
         return self.g_s(y_hat.astype(self.compute_dtype)).astype(jnp.float32)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec import context, intnet, valid
+from hific_diffusion.codec import context, intnet, tiles, valid
 from hific_diffusion.codec.bitstream import BitstreamError
 from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
 from hific_diffusion.codec.range_coder import Decoder, Encoder
@@ -58,6 +58,7 @@ class CodingModel:
     fingerprint: bytes
     n: int
     m: int
+    halo: int  # latents of context around a tile (tiles.halo)
 
     @property
     def tables(self) -> dict[str, DiscreteTables]:
@@ -117,6 +118,7 @@ def prepare(model, tables: dict[str, DiscreteTables] | None = None) -> CodingMod
         h.digest(),
         int(model.n),
         int(model.m),
+        tiles.halo(model.res_blocks),
     )
     _cache[key] = cm
     while len(_cache) > _CACHE_SIZE:
@@ -136,33 +138,6 @@ def model_fingerprint(model) -> bytes:
 
 # ------------------------------------------------------------ size buckets
 # The networks run at a size bucket (valid.bucket_hw) of the coded size.
-
-
-def _pad_to(x, hw, scale: int):
-    """Zero-pad NHWC ``x`` (numpy or jax) to ``hw // scale``; zeros never matter."""
-    h, w = hw[0] // scale, hw[1] // scale
-    pad = ((0, 0), (0, h - x.shape[1]), (0, w - x.shape[2]), (0, 0))
-    return np.pad(np.asarray(x), pad)
-
-
-def _coded(hw) -> jax.Array:
-    return jnp.asarray(np.asarray(hw, np.int32))
-
-
-# ------------------------------------------------------------ jitted pieces
-# Each runs on a bucket-sized array and sees only the coded region (traced, so
-# sizes sharing a bucket share the compilation).
-@jax.jit
-def _analyze(graphdef, state, x01, coded_hw):
-    with valid.region(x01.shape[1:3], coded_hw):
-        return nnx.merge(graphdef, state).analyze_for_coding(x01)
-
-
-@jax.jit
-def _synthesize(graphdef, state, y_hat, coded_hw):
-    bucket = (y_hat.shape[1] * Y_STRIDE, y_hat.shape[2] * Y_STRIDE)
-    with valid.region(bucket, coded_hw):
-        return jnp.clip(nnx.merge(graphdef, state).synthesis(y_hat), 0.0, 1.0)
 
 
 @jax.jit
@@ -232,15 +207,16 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
 
     def hyper(z_hat):
         coded = (z_hat.shape[1] * Z_STRIDE, z_hat.shape[2] * Z_STRIDE)
-        z = _pad_to(z_hat, valid.bucket_hw(coded), Z_STRIDE)
-        return _hyper(net, jnp.asarray(z), _coded(coded))
+        z = tiles.pad_to(z_hat, valid.bucket_hw(coded), Z_STRIDE)
+        return _hyper(net, jnp.asarray(z), tiles.coded(coded))
 
     channel = {}  # group k -> its channel context, computed at the anchor stage
 
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
-        coded = _coded((h * Y_STRIDE, w * Y_STRIDE))
-        y = jnp.asarray(_pad_to(y_fixed, valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE)), Y_STRIDE))
+        coded = tiles.coded((h * Y_STRIDE, w * Y_STRIDE))
+        bucket = valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE))
+        y = jnp.asarray(tiles.pad_to(y_fixed, bucket, Y_STRIDE))
         if stage == context.ANCHOR or k not in channel:
             channel.clear()
             channel[k] = _channel_context(net, y, k, coded) if k else None
@@ -354,14 +330,13 @@ def encode_latents(model, x01_padded):
 
 
 def analyze(model, x01_padded):
-    """(y, z - median) of g_a / h_a, float32 numpy, run at the bucket of the size."""
-    cm = _coding_model(model)
-    ph, pw = x01_padded.shape[1:3]
-    xb = _pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1)
-    y, z = _analyze(cm.graphdef, cm.state, jnp.asarray(xb), _coded((ph, pw)))
-    return np.asarray(y)[:, : ph // Y_STRIDE, : pw // Y_STRIDE], np.asarray(z)[
-        :, : ph // Z_STRIDE, : pw // Z_STRIDE
-    ]
+    """(y, z - median) of g_a / h_a, float32 numpy (whole or in tiles: codec/tiles.py)."""
+    return tiles.analyze(_coding_model(model), x01_padded)
+
+
+def synthesize(model, y_hat) -> np.ndarray:
+    """g_s(y_hat) clipped to [0, 1] (whole or in tiles: codec/tiles.py)."""
+    return tiles.synthesize(_coding_model(model), y_hat)
 
 
 def decode_latents(model, sections, padded_hw):
@@ -382,18 +357,10 @@ def decompress_latents(model, sections, padded_hw):
     return synthesize(cm, y_hat)
 
 
-def synthesize(model, y_hat) -> np.ndarray:
-    """g_s(y_hat) clipped to [0, 1], run at the bucket of y_hat's size."""
-    cm = _coding_model(model)
-    ph, pw = y_hat.shape[1] * Y_STRIDE, y_hat.shape[2] * Y_STRIDE
-    yb = _pad_to(y_hat, valid.bucket_hw((ph, pw)), Y_STRIDE)
-    x = _synthesize(cm.graphdef, cm.state, jnp.asarray(yb), _coded((ph, pw)))
-    return np.asarray(x)[:, :ph, :pw]
-
-
 def estimate_bits(model, x01_padded) -> float:
     """Float likelihood estimate (-log2 P of the hard-quantized latents), in bits."""
     cm = _coding_model(model)
     ph, pw = x01_padded.shape[1:3]
-    xb = jnp.asarray(_pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1), jnp.float32)
-    return float(np.sum(np.asarray(_likelihood_bits(cm.graphdef, cm.state, xb, _coded((ph, pw))))))
+    xb = jnp.asarray(tiles.pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1), jnp.float32)
+    bits = _likelihood_bits(cm.graphdef, cm.state, xb, tiles.coded((ph, pw)))
+    return float(np.sum(np.asarray(bits)))

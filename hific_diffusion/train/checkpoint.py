@@ -34,8 +34,23 @@ def checkpoint_dir(workdir) -> Path:
     return Path(workdir).expanduser().resolve() / "checkpoints"
 
 
+def _coordination_barriers() -> None:
+    """Multi-host: let orbax line hosts up with the coordination service's
+    barrier (its own timeout) instead of a collective, which on CPU goes
+    through Gloo and fails after a fixed 30 s when one host is slow (a loaded
+    machine). The switch is an absl flag, so it can only be set once absl has
+    parsed the command line (the entry points); library callers keep orbax's
+    default."""
+    from absl import flags
+
+    if jax.process_count() > 1 and flags.FLAGS.is_parsed():
+        flags.FLAGS.experimental_orbax_use_distributed_barrier = True
+
+
 def manager(workdir, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
     import grain
+
+    _coordination_barriers()
 
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, create=True

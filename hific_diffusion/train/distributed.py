@@ -74,6 +74,32 @@ def initialize(coordinator=None, num_processes=None, process_id=None, timeout: i
     return jax.process_count()
 
 
+def barrier(name: str, timeout: float) -> None:
+    """Wait until every process reaches ``name`` (at most ``timeout`` s); a
+    no-op for one process.
+
+    Uses the coordination service's barrier, whose timeout is ours to set:
+    the first cross-process collective goes through Gloo on CPU, which gives
+    up after a fixed 30 s, so hosts that finish compiling far apart (a loaded
+    machine) must line up here first. ``jax.distributed`` exposes no public
+    barrier with a timeout, hence the private client.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed  # private: see above
+
+    client = jax_distributed.global_state.client
+    if client is None:  # pragma: no cover - multi-process without a client (TPU runtime)
+        return
+    try:
+        client.wait_at_barrier(f"hfd_{name}", int(timeout * 1000))
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DistributedError(
+            f"the other processes did not reach {name!r} within {timeout}s: {msg}"
+        ) from e
+
+
 def _wait_for(address: str, timeout: float) -> None:
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + timeout

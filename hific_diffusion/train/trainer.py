@@ -125,6 +125,11 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
         with annotate("train", step_num=i):
             local = next(data_iter)
             batch = shd.global_batch(local, mesh)
+            if i == start and jax.process_count() > 1:
+                # Compile first, then line the hosts up: the first step's
+                # collective must not start while another host still compiles.
+                train_step = train_step.lower(state, s.rest, batch, frozen_state).compile()
+                distributed.barrier("first_step", tcfg.init_timeout)
             state, metrics = train_step(state, s.rest, batch, frozen_state)
         if i == start:
             # Rates and ETA count from the end of the first (compiling) step.

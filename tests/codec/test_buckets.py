@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hific_diffusion.codec import coding, valid
+from hific_diffusion.codec import coding, tiles, valid
 from hific_diffusion.codec.bitstream import BitstreamError
 
 
@@ -89,11 +89,11 @@ def test_twenty_sizes_compile_once_per_bucket(tiny_model, photo_list):
     buckets = {valid.bucket_hw(hw) for hw in coded}
     assert len(buckets) <= 4 < len(set(coded))
     fns = {
-        "analyze": coding._analyze,
+        "analyze": tiles._analyze,
         "hyper": coding._hyper,
         "stage_params": coding._stage_params,
         "channel_context": coding._channel_context,
-        "synthesize": coding._synthesize,
+        "synthesize": tiles._synthesize,
     }
     before = {k: f._cache_size() for k, f in fns.items()}
     groups = len(tiny_model.groups)

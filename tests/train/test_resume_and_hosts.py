@@ -118,3 +118,45 @@ def test_two_processes_over_loopback_train_like_one(tmp_path):
     leaves_b = jax.tree.leaves(b["autoencoder"].to_pure_dict())
     for x, y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+_BARRIER_SCRIPT = """
+import sys, time
+from hific_diffusion.train import distributed
+port, i, delay, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+distributed.initialize(f"127.0.0.1:{port}", 2, i, timeout=60)
+time.sleep(delay)
+t0 = time.monotonic()
+try:
+    distributed.barrier("test", timeout)
+except distributed.DistributedError as e:
+    print("ERROR", e, flush=True)
+else:
+    print("WAITED", time.monotonic() - t0, flush=True)
+"""
+
+
+def _barrier_pair(delays, timeout):
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _BARRIER_SCRIPT, str(port), str(i), str(d), str(timeout)],
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, d in enumerate(delays)
+    ]
+    return [p.communicate(timeout=180)[0] for p in procs]
+
+
+def test_barrier_waits_for_the_slow_host_and_times_out_clearly():
+    """The trainer lines hosts up before the first step's collective (Gloo on
+    CPU gives up after a fixed 30 s); the barrier must wait for a late host,
+    and report a host that never comes in time as one clear error."""
+    fast, slow = _barrier_pair([0.0, 4.0], timeout=60)
+    assert fast.startswith("WAITED") and float(fast.split()[1]) > 3.0, fast
+    assert slow.startswith("WAITED"), slow
+    fast, _ = _barrier_pair([0.0, 8.0], timeout=2)
+    assert fast.startswith("ERROR") and "did not reach 'test' within 2.0s" in fast, fast
