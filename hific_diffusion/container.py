@@ -94,9 +94,10 @@ class Container:
         sections: list[bytes],
         decode: Callable[[list[bytes], tuple[int, int]], np.ndarray],
     ) -> np.ndarray:
-        """Sections -> float32[1, H, W, 3] cropped to the header's size.
+        """Sections -> ``decode``'s [1, H, W, 3] (float32 in [0, 1], or uint8),
+        cropped to the header's size.
 
         Corrupt sections raise BitstreamError from the range coder itself; any
         other exception from ``decode`` is a bug and keeps its traceback."""
         x = decode(sections, padded_size(header))
-        return images.crop(np.asarray(x, np.float32), header.height, header.width)
+        return images.crop(np.asarray(x), header.height, header.width)

@@ -55,8 +55,28 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 def to_uint8(x01) -> np.ndarray:
     """Float image(s) in [0, 1] -> uint8: clipped, rounded to nearest (the one
-    rule for every model output and float input in the project)."""
-    return np.round(np.clip(np.asarray(x01, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    rule for every model output and float input in the project). Converts a
+    block of rows at a time, so a large image needs no float temporaries of
+    its own size."""
+    x = np.asarray(x01)
+    out = np.empty(x.shape, np.uint8)
+    if x.ndim < 2:
+        out[...] = _to_uint8_block(x)
+        return out
+    rows, rows_out = x.reshape((-1,) + x.shape[-2:]), out.reshape((-1,) + x.shape[-2:])
+    for r in range(0, rows.shape[0], _UINT8_ROWS):
+        rows_out[r : r + _UINT8_ROWS] = _to_uint8_block(rows[r : r + _UINT8_ROWS])
+    return out
+
+
+_UINT8_ROWS = 256
+
+
+def _to_uint8_block(x) -> np.ndarray:
+    t = np.array(x, np.float32)  # a copy: clipped and scaled in place
+    np.clip(t, 0.0, 1.0, out=t)
+    t *= 255.0
+    return np.round(t, out=t)
 
 
 def _check_size(h: int, w: int) -> None:

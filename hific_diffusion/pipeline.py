@@ -252,8 +252,8 @@ class Codec:
         header, sections = self.read_header(data)
         return header, self._decode_mse(header, sections)
 
-    def _decode_mse(self, header: Header, sections: list[bytes]) -> np.ndarray:
-        decode = functools.partial(_coding().decompress_latents, self.coding)
+    def _decode_mse(self, header: Header, sections: list[bytes], uint8=False) -> np.ndarray:
+        decode = functools.partial(_coding().decompress_latents, self.coding, uint8=uint8)
         return self._container.decode(header, sections, decode)
 
     def decompress(
@@ -280,7 +280,8 @@ class Codec:
         header, sections = self.read_header(data)
         decoder = header.decoder if decoder is None else decoder
         if decoder == "mse":
-            return container.to_uint8(self._decode_mse(header, sections))
+            # uint8 straight from g_s, tile by tile: no float image of its size.
+            return self._decode_mse(header, sections, uint8=True)[0]
         gen = self.generative.get(decoder)
         if gen is None:
             raise CodecError(

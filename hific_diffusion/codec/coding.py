@@ -334,9 +334,10 @@ def analyze(model, x01_padded):
     return tiles.analyze(_coding_model(model), x01_padded)
 
 
-def synthesize(model, y_hat) -> np.ndarray:
-    """g_s(y_hat) clipped to [0, 1] (whole or in tiles: codec/tiles.py)."""
-    return tiles.synthesize(_coding_model(model), y_hat)
+def synthesize(model, y_hat, *, uint8: bool = False) -> np.ndarray:
+    """g_s(y_hat) clipped to [0, 1] (whole or in tiles: codec/tiles.py);
+    ``uint8``: converted by ``images.to_uint8`` tile by tile."""
+    return tiles.synthesize(_coding_model(model), y_hat, uint8=uint8)
 
 
 def decode_latents(model, sections, padded_hw):
@@ -350,11 +351,12 @@ def compress_latents(model, x01_padded) -> list[bytes]:
     return encode_latents(model, x01_padded)[0]
 
 
-def decompress_latents(model, sections, padded_hw):
-    """[z bytes, y bytes] -> x_mse float32[1, H, W, 3] in [0, 1] (padded size)."""
+def decompress_latents(model, sections, padded_hw, *, uint8: bool = False):
+    """[z bytes, y bytes] -> x_mse float32[1, H, W, 3] in [0, 1] (padded size;
+    ``uint8``: as uint8, see :func:`synthesize`)."""
     cm = _coding_model(model)
     y_hat, _ = decode_latents(cm, sections, padded_hw)
-    return synthesize(cm, y_hat)
+    return synthesize(cm, y_hat, uint8=uint8)
 
 
 def estimate_bits(model, x01_padded) -> float:

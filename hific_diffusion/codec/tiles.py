@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hific_diffusion import images
 from hific_diffusion.codec import valid
 from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
 
@@ -125,19 +126,22 @@ def analyze(cm, x01_padded, tile: int | None = None):
     return y, np.asarray(z)[:, : ph // Z_STRIDE, : pw // Z_STRIDE]
 
 
-def synthesize(cm, y_hat, tile: int | None = None) -> np.ndarray:
+def synthesize(cm, y_hat, tile: int | None = None, *, uint8: bool = False) -> np.ndarray:
     """g_s(y_hat) clipped to [0, 1], float32 numpy of the padded size;
-    ``tile``: latents per tile side (default :data:`TILE`)."""
+    ``tile``: latents per tile side (default :data:`TILE`). ``uint8``: return
+    ``images.to_uint8`` of it instead, converted tile by tile, so the MSE
+    decoder never holds the float image (a 16384^2 one is 3.2 GB)."""
     tile = tile or TILE
+    convert = images.to_uint8 if uint8 else np.asarray
     hl, wl = y_hat.shape[1:3]
     ph, pw = hl * Y_STRIDE, wl * Y_STRIDE
     if not tiled((ph, pw), tile):
         yb = pad_to(y_hat, valid.bucket_hw((ph, pw)), Y_STRIDE)
         x = _synthesize(cm.graphdef, cm.state, jnp.asarray(yb), coded((ph, pw)))
-        return np.asarray(x)[:, :ph, :pw]
+        return convert(np.asarray(x)[:, :ph, :pw])
     y_hat = np.asarray(y_hat, np.float32)
     side = (tile + 2 * cm.halo) * Y_STRIDE
-    x = np.empty((1, ph, pw, 3), np.float32)
+    x = np.empty((1, ph, pw, 3), np.uint8 if uint8 else np.float32)
     s = Y_STRIDE
     for r0, r1, kr0, kr1 in tile_windows(hl, tile, cm.halo):
         for c0, c1, kc0, kc1 in tile_windows(wl, tile, cm.halo):
@@ -147,5 +151,5 @@ def synthesize(cm, y_hat, tile: int | None = None) -> np.ndarray:
             out = np.asarray(_synthesize(cm.graphdef, cm.state, yb, coded(hw)))
             rows = slice((kr0 - r0) * s, (kr1 - r0) * s)
             cols = slice((kc0 - c0) * s, (kc1 - c0) * s)
-            x[:, kr0 * s : kr1 * s, kc0 * s : kc1 * s] = out[:, rows, cols]
+            x[:, kr0 * s : kr1 * s, kc0 * s : kc1 * s] = convert(out[:, rows, cols])
     return x

@@ -90,3 +90,14 @@ def test_large_images_tile_and_small_ones_do_not():
     # Windows cover every latent once, with the halo clipped at the borders.
     windows = list(tiles.tile_windows(20, 8, 3))
     assert windows == [(0, 11, 0, 8), (5, 19, 8, 16), (13, 20, 16, 20)]
+
+
+def test_uint8_synthesis_converts_each_tile_by_the_one_rule(tiny_model, photo_list, always_tiled):
+    """The MSE decoder's uint8 output (no float image of the whole size) is
+    images.to_uint8 of the float synthesis."""
+    from hific_diffusion import images
+
+    cm, _, y_hat = _model_and_latents(tiny_model, photo_list)
+    as_uint8 = tiles.synthesize(cm, y_hat, tile=8, uint8=True)
+    assert as_uint8.dtype == np.uint8
+    np.testing.assert_array_equal(as_uint8, images.to_uint8(tiles.synthesize(cm, y_hat, tile=8)))
