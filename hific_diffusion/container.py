@@ -22,13 +22,15 @@ from hific_diffusion.codec.defaults import Z_STRIDE
 PAD_MULTIPLE = Z_STRIDE  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 
 
-def prepare(image) -> tuple[np.ndarray, int, int]:
+def prepare(image, *, uint8: bool = False) -> tuple[np.ndarray, int, int]:
     """Image (uint8 array, PIL image or path) -> (float32[1, Hp, Wp, 3] in [0, 1]
-    padded by edge to a multiple of ``PAD_MULTIPLE``, H, W)."""
+    padded by edge to a multiple of ``PAD_MULTIPLE``, H, W). ``uint8``: the
+    padded pixels as uint8 instead; the coder converts them
+    (``images.to_unit``) tile by tile, so a large image is never held as floats."""
     x = images.as_uint8_rgb(image)
     h, w = x.shape[:2]
-    x01 = images.pad_to_multiple(x, PAD_MULTIPLE).astype(np.float32) / 255.0
-    return x01[None], h, w
+    x = images.pad_to_multiple(x, PAD_MULTIPLE)
+    return (x if uint8 else images.to_unit(x))[None], h, w
 
 
 def padded_size(header: Header) -> tuple[int, int]:
@@ -64,10 +66,13 @@ class Container:
         decoder: str = "mse",
         steps: int = 0,
         seed: int = 0,
+        uint8: bool = False,
     ) -> bytes:
-        """Image -> ``.hfd`` bytes; ``decoder``, ``steps``, ``seed`` are header hints."""
-        x01, h, w = prepare(image)
-        sections = code(x01)
+        """Image -> ``.hfd`` bytes; ``decoder``, ``steps``, ``seed`` are header
+        hints; ``code`` gets the padded image as float32 in [0, 1] (``uint8``:
+        as uint8, see :func:`prepare`)."""
+        x, h, w = prepare(image, uint8=uint8)
+        sections = code(x)
         header = Header(
             height=h,
             width=w,

@@ -72,6 +72,14 @@ def to_uint8(x01) -> np.ndarray:
 _UINT8_ROWS = 256
 
 
+def to_unit(x_uint8) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1] (``x / 255``), the one rule for
+    model inputs; one float copy, no temporaries."""
+    x = np.asarray(x_uint8).astype(np.float32)
+    x /= 255.0
+    return x
+
+
 def _to_uint8_block(x) -> np.ndarray:
     t = np.array(x, np.float32)  # a copy: clipped and scaled in place
     np.clip(t, 0.0, 1.0, out=t)

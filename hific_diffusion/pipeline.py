@@ -235,7 +235,9 @@ class Codec:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise CodecError(f"seed must be an integer, got {seed!r}")
         code = functools.partial(_coding().compress_latents, self.coding)
-        return self._container.encode(image, code, decoder=decoder, steps=steps, seed=seed)
+        return self._container.encode(
+            image, code, decoder=decoder, steps=steps, seed=seed, uint8=True
+        )
 
     def estimate_bpp(self, image) -> float:
         """Likelihood estimate of the bits per original pixel (no header)."""

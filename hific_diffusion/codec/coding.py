@@ -321,8 +321,12 @@ def encode_latents(model, x01_padded):
     """Returns (sections, y_hat, z_hat): the bytes and the exact latents they carry.
 
     ``model`` is an ELIC module or a :class:`CodingModel` (e.g. with stored tables).
+    ``x01_padded``: float [1, H, W, 3] in [0, 1], or uint8 pixels (converted
+    tile by tile by ``images.to_unit``, the same values).
     """
-    x = jnp.asarray(x01_padded, jnp.float32)
+    x = np.asarray(x01_padded)
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32, copy=False)
     check_padded_input(x)
     cm = _coding_model(model)
     y, z = analyze(cm, x)

@@ -103,23 +103,26 @@ def tile_windows(n: int, tile: int, halo_: int):
 
 
 def analyze(cm, x01_padded, tile: int | None = None):
-    """(y, z - median) of g_a / h_a for a padded image, float32 numpy;
-    ``tile``: latents per tile side (default :data:`TILE`)."""
+    """(y, z - median) of g_a / h_a for a padded image (float in [0, 1], or
+    uint8 pixels converted tile by tile), float32 numpy; ``tile``: latents per
+    tile side (default :data:`TILE`)."""
     tile = tile or TILE
-    ph, pw = x01_padded.shape[1:3]
+    x = np.asarray(x01_padded)
+    unit = images.to_unit if x.dtype == np.uint8 else np.asarray  # uint8 pixels or [0, 1]
+    ph, pw = x.shape[1:3]
     hl, wl = ph // Y_STRIDE, pw // Y_STRIDE
     if not tiled((ph, pw), tile):
-        xb = pad_to(x01_padded, valid.bucket_hw((ph, pw)), 1)
+        xb = unit(pad_to(x, valid.bucket_hw((ph, pw)), 1))
         y, z = _analyze(cm.graphdef, cm.state, jnp.asarray(xb), coded((ph, pw)))
         return np.asarray(y)[:, :hl, :wl], np.asarray(z)[:, : ph // Z_STRIDE, : pw // Z_STRIDE]
-    x = np.asarray(x01_padded, np.float32)
     side = (tile + 2 * cm.halo) * Y_STRIDE
     y = np.empty((1, hl, wl, cm.m), np.float32)
     for r0, r1, kr0, kr1 in tile_windows(hl, tile, cm.halo):
         for c0, c1, kc0, kc1 in tile_windows(wl, tile, cm.halo):
             crop = x[:, r0 * Y_STRIDE : r1 * Y_STRIDE, c0 * Y_STRIDE : c1 * Y_STRIDE]
             hw = crop.shape[1:3]
-            out = _g_a(cm.graphdef, cm.state, jnp.asarray(pad_to(crop, (side, side), 1)), coded(hw))
+            xb = jnp.asarray(unit(pad_to(crop, (side, side), 1)))
+            out = _g_a(cm.graphdef, cm.state, xb, coded(hw))
             y[:, kr0:kr1, kc0:kc1] = np.asarray(out)[:, kr0 - r0 : kr1 - r0, kc0 - c0 : kc1 - c0]
     yb = pad_to(y, valid.bucket_hw((ph, pw)), Y_STRIDE)
     z = _h_a(cm.graphdef, cm.state, jnp.asarray(yb), coded((ph, pw)))
