@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hific_diffusion import atomic, errors, images
 from hific_diffusion.cache import enable_compilation_cache
-from hific_diffusion.codec import bitstream
+from hific_diffusion.coding import bitstream
 from hific_diffusion.errors import HfdError
 
 

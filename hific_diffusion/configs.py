@@ -23,7 +23,7 @@ from hific_diffusion import errors
 
 # Each section's defaults live beside the code that reads it (plain
 # ml_collections, no model code); this module only assembles them.
-from hific_diffusion.codec.defaults import model_config
+from hific_diffusion.autoencoder.defaults import model_config
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation.defaults import eval_config

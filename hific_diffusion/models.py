@@ -20,8 +20,8 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import skeleton
+from hific_diffusion.autoencoder.elic import ELIC
 from hific_diffusion.bundle import SECTIONS, Bundle, BundleError
-from hific_diffusion.codec.autoencoder import ELIC
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.flatstate import flatten_state
 from hific_diffusion.flatstate import key as flat_key

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from hific_diffusion import container
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
 GENERATIVE = ("diffusion", "flow")
@@ -55,7 +55,7 @@ def _split_module(module):
 
 def _coding():
     # Imported on use so this module (and the CLI's error paths) load fast.
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
 
     return coding
 

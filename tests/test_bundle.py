@@ -9,7 +9,7 @@ from flax import nnx
 
 from hific_diffusion import bundle, configs, models
 from hific_diffusion.bundle import BundleError
-from hific_diffusion.codec import tables
+from hific_diffusion.coding import tables
 
 
 @pytest.fixture()

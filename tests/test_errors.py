@@ -59,7 +59,7 @@ def test_every_exception_class_in_the_package_is_a_user_error():
 
 
 def test_user_errors_keep_their_builtin_base():
-    from hific_diffusion.codec.bitstream import BitstreamError
+    from hific_diffusion.coding.bitstream import BitstreamError
     from hific_diffusion.train.trainer import TrainingError
 
     assert issubclass(BitstreamError, ValueError) and issubclass(TrainingError, RuntimeError)

@@ -3,8 +3,8 @@
 Order: z first, coded with integer tables of the learned factorized prior
 (one row per channel); then y group by group, anchors before non-anchors,
 each stage's (mu, scale index) computed by the integer path
-(:mod:`hific_diffusion.codec.intnet`) from what is already decoded, through
-the same :func:`hific_diffusion.codec.context.group_params` that training
+(:mod:`hific_diffusion.coding.intnet`) from what is already decoded, through
+the same :func:`hific_diffusion.autoencoder.context.group_params` that training
 uses. Symbols are ``q = round(y - mu)`` against the fixed-point mu; the
 decoder rebuilds ``y_hat = q + mu`` exactly. Encoder and decoder share one
 stage driver (:func:`_run_stages`); only the per-stage coding callback differs.
@@ -29,11 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec import context, intnet, valid
-from hific_diffusion.codec.bitstream import BitstreamError
-from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
-from hific_diffusion.codec.range_coder import Decoder, Encoder
-from hific_diffusion.codec.tables import (
+from hific_diffusion.autoencoder import context, valid
+from hific_diffusion.autoencoder.defaults import Y_STRIDE, Z_STRIDE
+from hific_diffusion.coding import intnet
+from hific_diffusion.coding.bitstream import BitstreamError
+from hific_diffusion.coding.range_coder import Decoder, Encoder
+from hific_diffusion.coding.tables import (
     DiscreteTables,
     check_model_tables,
     derive_tables,

@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion.codec import context, entropy_model, quantize, valid
-from hific_diffusion.codec.defaults import Z_STRIDE
-from hific_diffusion.codec.layers import conv_init
-from hific_diffusion.codec.priors import FactorizedPrior
-from hific_diffusion.codec.transforms import (
+from hific_diffusion.autoencoder import context, entropy_model, quantize, valid
+from hific_diffusion.autoencoder.defaults import Z_STRIDE
+from hific_diffusion.autoencoder.layers import conv_init
+from hific_diffusion.autoencoder.priors import FactorizedPrior
+from hific_diffusion.autoencoder.transforms import (
     AnalysisTransform,
     HyperAnalysis,
     HyperSynthesis,
@@ -57,7 +57,7 @@ class ELIC(nnx.Module):
             widths = tuple(int(w) for w in cfg.channel_context)
             self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
-        # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
+        # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (autoencoder/compressai_import.py).
         filters = tuple(int(f) for f in cfg.prior_filters)
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
 
@@ -67,7 +67,7 @@ class ELIC(nnx.Module):
 
     def analyze_for_coding(self, x01):
         """(y, z - median): the coder's symbols are ``round`` of these
-        (``codec/coding.py``; the integer h_s adds the median back)."""
+        (``coding/coding.py``; the integer h_s adds the median back)."""
         y = self.analysis(x01)
         return y, self.h_a(y) - self.prior.offset()
 
@@ -97,7 +97,7 @@ class ELIC(nnx.Module):
         mu, sigma, y_hat = context.training_params(self.context, hyper, y, quantize.quantize_around)
         y_rate = quantize.add_uniform_noise(y, ry) if training else y_hat
         y_lik = entropy_model.gaussian_likelihood(y_rate, mu, sigma, self.scale_min)
-        # Inside a coding bucket (codec/valid.py) the padding costs no bits.
+        # Inside a coding bucket (autoencoder/valid.py) the padding costs no bits.
         return dict(
             x_hat=self.synthesis(y_hat),
             y_bits=entropy_model.bits(valid.fill_outside(y_lik, 1.0)),
