@@ -281,8 +281,7 @@ def main(argv=None) -> int:
     except errors.USER_ERRORS as e:
         return errors.report(e)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return errors.interrupted()
     finally:
         warnings.showwarning = default_show
 

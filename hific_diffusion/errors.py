@@ -11,7 +11,9 @@ package, never caught wholesale further up. Anything else is a bug: it is not
 caught, so it keeps its traceback.
 
 Entry points catch :data:`USER_ERRORS` alone and :func:`report` it: one
-``error: ...`` line on stderr, exit status 2. ``USER_ERRORS`` adds ``OSError``
+``error: ...`` line on stderr, exit status 2. Ctrl-C is :func:`interrupted`:
+one ``error: interrupted`` line, exit status 130 (128 + SIGINT, what a shell
+reports). ``USER_ERRORS`` adds ``OSError``
 because a file the user named that cannot be read or written (permission,
 disk full, a path that vanished) is a user's problem, its message names the
 file, and wrapping every ``open`` and ``mkdir`` in the package would add
@@ -24,6 +26,7 @@ import argparse
 import sys
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class HfdError(Exception):
@@ -54,6 +57,12 @@ def report(e: BaseException, prefix: str = "") -> int:
     """Prints ``error: PREFIX MESSAGE`` on stderr; returns the exit status (2)."""
     print(f"error: {prefix}{one_line(e)}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def interrupted(hint: str = "") -> int:
+    """Prints ``error: interrupted[; HINT]`` on stderr; returns the exit status (130)."""
+    print(f"error: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 class ArgumentParser(argparse.ArgumentParser):
