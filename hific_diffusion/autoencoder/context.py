@@ -95,12 +95,9 @@ class SpaceChannelContext(nnx.Module):
     """
 
     def __init__(self, n: int, m: int, groups, channel_widths=(224, 128), *, rngs: nnx.Rngs):
+        # Positive groups summing to M, positive widths: elic.check_config.
         groups = tuple(int(g) for g in groups)
-        if sum(groups) != m or min(groups) < 1:
-            raise ValueError(f"channel groups {groups} must be positive and sum to M={m}")
         widths = tuple(int(w) for w in channel_widths)
-        if not widths or min(widths) < 1:
-            raise ValueError(f"channel_context widths {widths} must be positive")
         self.groups = groups
         self.spatial, self.channel, self.aggregate = nnx.List(), nnx.List(), nnx.List()
         for k, c in enumerate(groups):

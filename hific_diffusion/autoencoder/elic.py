@@ -17,7 +17,7 @@ from flax import nnx
 
 from hific_diffusion.autoencoder import context, entropy_model, quantize, valid
 from hific_diffusion.autoencoder.defaults import Z_STRIDE
-from hific_diffusion.autoencoder.layers import conv_init
+from hific_diffusion.autoencoder.layers import CONV_INITS, conv_init
 from hific_diffusion.autoencoder.priors import FactorizedPrior
 from hific_diffusion.autoencoder.transforms import (
     AnalysisTransform,
@@ -25,8 +25,38 @@ from hific_diffusion.autoencoder.transforms import (
     HyperSynthesis,
     SynthesisTransform,
 )
+from hific_diffusion.errors import ModelConfigError, SectionReader
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class ELICConfigError(ModelConfigError):
+    """A ``model`` config section that cannot build ELIC."""
+
+
+def check_config(cfg) -> None:
+    """ELICConfigError naming the first field of the ``model`` section that
+    ELIC cannot be built from (missing, wrong type, out of range, groups that
+    do not sum to M)."""
+    f = SectionReader(cfg, "model", ELICConfigError)
+    f.integer("N")
+    m = f.integer("M")
+    groups = f.integers("groups")
+    if sum(groups) != m:
+        raise ELICConfigError(
+            f"model.groups {groups} must sum to M={m} (they sum to {sum(groups)})"
+        )
+    f.integers("channel_context")
+    f.integer("res_blocks", minimum=0)
+    f.integers("prior_filters", nonempty=False)
+    # The scale table's fields (read by the coder) must at least make a table;
+    # int_frac_bits's range is the integer path's rule (coding/intnet.py).
+    f.integer("num_scales")
+    scale_min = f.number("scale_min", above=0.0)
+    f.number("scale_max", minimum=scale_min)
+    f.integer("int_frac_bits", minimum=0)
+    f.choice("compute_dtype", tuple(_DTYPES))
+    f.choice("init", CONV_INITS)
 
 
 class ELIC(nnx.Module):
@@ -40,6 +70,7 @@ class ELIC(nnx.Module):
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
+        check_config(cfg)
         n, m = int(cfg.N), int(cfg.M)
         self.n, self.m = n, m
         self.groups = tuple(int(g) for g in cfg.groups)
