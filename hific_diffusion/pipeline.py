@@ -136,11 +136,17 @@ class Codec:
             raise bundle.BundleError(
                 f"bundle {path}: expected tables z and y, found {sorted(b.tables)}"
             )
-        models = _models()
-        config, autoencoder, decoders = models.from_bundle(b)
+        config, autoencoder, decoders = _models().from_bundle(b)
+        # On use, as _coding: what coding.prepare raises for tables or weights
+        # that cannot code together.
+        from hific_diffusion.coding.intnet import IntegerPathError
+        from hific_diffusion.coding.tables import TablesError
+
         try:
             codec = cls(config, autoencoder, tables=b.tables, decoders=decoders)
-        except models.BUILD_ERRORS as e:
+        except CodecError as e:  # a decoder section that cannot sample (decode.check_args)
+            raise bundle.BundleError(f"bundle {path}: config.json: {e}") from None
+        except (TablesError, IntegerPathError) as e:
             raise bundle.BundleError(
                 f"bundle {path}: tables/z.bin and tables/y.bin cannot code with "
                 f"weights/autoencoder.npz ({e})"
