@@ -21,7 +21,7 @@ For each (N, M) pair, a worker in the torch venv (``bench/compressai_worker.py``
 CompressAI pins numpy < 2, see ``trainer_vs_compressai.py`` for the venv)
 builds ``Elic2022Official(N, M)`` (PyTorch's default initialisation under
 ``--seed``, or ``--compressai-weights``), runs ``update(force=True)`` and saves
-its state dict; we import it exactly (``codec/compressai_import.py``) into our
+its state dict; we import it exactly (``autoencoder/compressai_import.py``) into our
 ELIC and ``pipeline.Codec``. Both then code the same natural photo
 (``skimage.data.<photo>``, centre-cropped to the aspect ratio and resized to
 each WxH): ours ``Codec.compress`` / ``Codec.decompress`` (MSE decoder, uint8
@@ -126,7 +126,7 @@ def bench_latency(codec, sizes, repeats):
 
 
 def bench_entropy_coding(n: int, num_scales: int = 64):
-    from hific_diffusion.codec import range_coder, tables
+    from hific_diffusion.coding import range_coder, tables
 
     scales = tables.gaussian_scale_table(num_scales, 0.11, 256.0)
     t = tables.build_gaussian_tables(scales)
@@ -290,7 +290,7 @@ def bench_vs_compressai_model(args, n: int, m: int, sizes, tmp: Path, import_s: 
     from flax import nnx
 
     from hific_diffusion import configs
-    from hific_diffusion.codec import compressai_import
+    from hific_diffusion.autoencoder import compressai_import
     from hific_diffusion.pipeline import Codec
 
     worker = CompressAIWorker(args.torch_python)
@@ -448,7 +448,7 @@ def main(argv=None):
         codec = Codec.from_bundle(args.model)
         model_desc = args.model
     else:
-        from hific_diffusion.codec.autoencoder import ELIC
+        from hific_diffusion.autoencoder.elic import ELIC
 
         config = configs.load(args.config)
         codec = Codec(config, ELIC(config.model, rngs=nnx.Rngs(0)))

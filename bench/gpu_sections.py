@@ -111,7 +111,7 @@ def codec(plan, rec, deadline):
     from flax import nnx
 
     from hific_diffusion import configs
-    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.autoencoder.elic import ELIC
     from hific_diffusion.pipeline import Codec
 
     config = configs.load(plan["config"])

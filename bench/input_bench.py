@@ -2,10 +2,10 @@
 
     python bench/input_bench.py --source=synthetic --crop=64 --batch=8
     python bench/input_bench.py --source=folder --path=/data/clic --crop=256 --batch=16 \
-        --workers=0,8 --train_json=bench/results/train_bench_gpu.json
+        --workers=0,8 --train-json=bench/results/train_bench_gpu.json
 
 Reads ``--batches`` host batches through ``data.pipeline.make_dataset`` for
-each worker count and reports images/s. With ``--train_json`` (output of
+each worker count and reports images/s. With ``--train-json`` (output of
 ``train_bench.py``) it also reports the training step's images/s and the
 ratio: above 1 the input pipeline outruns training.
 """
@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--workers", default="0", help="comma-separated worker counts")
-    p.add_argument("--train_json", default="", help="train_bench.py output to compare with")
+    p.add_argument("--train-json", default="", help="train_bench.py output to compare with")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     cfg = configs.load("tiny").data

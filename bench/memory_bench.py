@@ -9,7 +9,7 @@ texture: a "flat" image, so the file is small and the cost is the networks').
 ``main`` in a fresh process and report that process's peak resident memory
 (``ru_maxrss``), so imports and the compiled code are included, as a user
 sees them. The must-hold: the 4096^2 and 8192^2 decodes within 2x of the
-1024^2 decode (above 1536^2 pixels g_a / g_s run in tiles: codec/tiles.py).
+1024^2 decode (above 1536^2 pixels g_a / g_s run in tiles: autoencoder/tiles.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ devices of the default backend, after one warm-up (compiling) step, with the
 batch already on device so only the step is measured. Stage 2 conditions on a
 freshly initialised autoencoder (weights do not change the cost).
 
-``--eager_init`` builds the initial state op by op instead of through the
+``--eager-init`` builds the initial state op by op instead of through the
 trainer's jitted initialisers (whose XLA compile takes minutes on a CPU and
 is not what is measured); the step is the same. Each result also has the loss
 of every timed step (same seed, same batch: f32 and bf16 runs compare), the
@@ -156,7 +156,7 @@ def main(argv=None):
     p.add_argument("--sharding", default="replicate", choices=["replicate", "fsdp"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--set", action="append", default=[], help="config override key=value")
-    p.add_argument("--eager_init", action="store_true", help="build the state op by op")
+    p.add_argument("--eager-init", action="store_true", help="build the state op by op")
     p.add_argument("--flops", action="store_true", help="count forward FLOPs, report TFLOP/s")
     p.add_argument("--out", default="", help="JSON path (default: print only)")
     args = p.parse_args(argv)

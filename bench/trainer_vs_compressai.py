@@ -170,7 +170,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="", help="image folder (default: the offline photos)")
     p.add_argument("--core", type=int, default=0, help="the one CPU core both run on")
-    p.add_argument("--torch_python", default=str(DEFAULT_TORCH_PY))
+    p.add_argument("--torch-python", default=str(DEFAULT_TORCH_PY))
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     if not Path(args.torch_python).is_file():

@@ -5,7 +5,7 @@ Measures, per U-Net config (default: ``diffusers_equiv`` and the paper-scale
   * training step (v-loss, AdamW, bf16 compute / f32 params) at ``size``^2,
     in images/s and achieved TFLOP/s (3x the forward FLOPs per image);
   * sampling forward throughput (images/s, TFLOP/s);
-  * full decode time (``decode.generate``, tiled) of a ``decode_size`` image
+  * full decode time (``decode.generate``, tiled) of a ``--decode-size`` image
     at ``--steps`` steps (compile time reported apart);
   * peak device memory of a tiled decode at several sizes, each in a fresh
     process (``device.memory_stats()["peak_bytes_in_use"]``; null on CPU).
@@ -51,15 +51,15 @@ def _parse(argv):
     p.add_argument("--config", default="diffusers_equiv,hfd", help="comma-separated config names")
     p.add_argument("--steps", type=int, default=250, help="sampling steps of the full decode")
     p.add_argument("--size", type=int, default=0, help="train/sample side (0: unet.resolution)")
-    p.add_argument("--train_batch", type=int, default=32)
-    p.add_argument("--sample_batch", type=int, default=64)
+    p.add_argument("--train-batch", type=int, default=32)
+    p.add_argument("--sample-batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=5, help="timed iterations after one warm-up")
-    p.add_argument("--decode_size", default="", help="HxW (default 8r x 5.25r: 2048x1344)")
-    p.add_argument("--memory_sizes", default="", help="comma list of sides (default 4r,8r,16r)")
-    p.add_argument("--memory_steps", type=int, default=2)
+    p.add_argument("--decode-size", default="", help="HxW (default 8r x 5.25r: 2048x1344)")
+    p.add_argument("--memory-sizes", default="", help="comma list of sides (default 4r,8r,16r)")
+    p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--parts", default="train,sample,decode,memory")
     p.add_argument("--out", default="", help="JSON file (default: stdout)")
-    p.add_argument("--_memory_one", default="", help=argparse.SUPPRESS)
+    p.add_argument("--memory-one", dest="_memory_one", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -240,8 +240,8 @@ def bench_memory(name, sides, steps):
             sys.executable,
             __file__,
             f"--config={name}",
-            f"--memory_steps={steps}",
-            f"--_memory_one={side}",
+            f"--memory-steps={steps}",
+            f"--memory-one={side}",
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:

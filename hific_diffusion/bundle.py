@@ -41,8 +41,8 @@ import ml_collections
 import numpy as np
 
 from hific_diffusion import configs, flatstate, hashing
-from hific_diffusion.codec.defaults import model_config
-from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.autoencoder.defaults import model_config
+from hific_diffusion.coding.tables import DiscreteTables
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hific_diffusion import atomic, errors, images
 from hific_diffusion.cache import enable_compilation_cache
-from hific_diffusion.codec import bitstream
+from hific_diffusion.coding import bitstream
 from hific_diffusion.errors import HfdError
 
 
@@ -281,8 +281,7 @@ def main(argv=None) -> int:
     except errors.USER_ERRORS as e:
         return errors.report(e)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return errors.interrupted()
     finally:
         warnings.showwarning = default_show
 

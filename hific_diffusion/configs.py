@@ -23,7 +23,7 @@ from hific_diffusion import errors
 
 # Each section's defaults live beside the code that reads it (plain
 # ml_collections, no model code); this module only assembles them.
-from hific_diffusion.codec.defaults import model_config
+from hific_diffusion.autoencoder.defaults import model_config
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation.defaults import eval_config
@@ -136,10 +136,11 @@ def resolve_argv(argv: Sequence[str], flag: str = "config") -> list[str]:
     return out
 
 
-def run_app(main: Callable[[Sequence[str]], None]) -> None:
+def run_app(main: Callable[[Sequence[str]], None], interrupted_hint: str = "") -> None:
     """``absl.app.run`` with config names resolved; every user error
     (``errors.USER_ERRORS``, bad flags included) is one ``error:`` line and exit
-    status 2, anything else keeps its traceback (``hific_diffusion.errors``)."""
+    status 2, Ctrl-C one ``error: interrupted[; HINT]`` line and status 130,
+    anything else keeps its traceback (``hific_diffusion.errors``)."""
     from absl import app
 
     try:
@@ -151,6 +152,8 @@ def run_app(main: Callable[[Sequence[str]], None]) -> None:
         app.run(main, flags_parser=_parse_flags)
     except errors.USER_ERRORS as e:
         sys.exit(errors.report(e))
+    except KeyboardInterrupt:
+        sys.exit(errors.interrupted(interrupted_hint))
     except SystemExit as e:
         # absl exits 1 after printing --help; asking for help is not a failure.
         if e.code == 1 and any(a in ("--help", "-h", "--helpfull", "-?") for a in sys.argv[1:]):

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from hific_diffusion import images
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError, Header
-from hific_diffusion.codec.defaults import Z_STRIDE
+from hific_diffusion.autoencoder.defaults import Z_STRIDE
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError, Header
 
 PAD_MULTIPLE = Z_STRIDE  # total down-sampling of g_a then h_a (ELIC: 16 x 4)
 

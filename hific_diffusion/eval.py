@@ -4,8 +4,6 @@ Compresses every image to real bytes, decodes with each decoder the config
 lists, and writes per-image CSV/JSON, a summary JSON and rate-distortion plots.
 """
 
-import sys
-
 from absl import flags
 from ml_collections import config_flags
 
@@ -37,19 +35,15 @@ def main(argv):
     from hific_diffusion.evaluation import runner
 
     enable_compilation_cache()
-    # A user error (hific_diffusion.errors) is reported by configs.run_app.
-    try:
-        runner.run(
-            _CONFIG.value,
-            bundle=_BUNDLE.value,
-            workdir=_WORKDIR.value,
-            data_dir=_DATA_DIR.value,
-            out=_OUT.value,
-        )
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+    # A user error (hific_diffusion.errors) or Ctrl-C is reported by configs.run_app.
+    runner.run(
+        _CONFIG.value,
+        bundle=_BUNDLE.value,
+        workdir=_WORKDIR.value,
+        data_dir=_DATA_DIR.value,
+        out=_OUT.value,
+    )
 
 
 if __name__ == "__main__":
-    configs.run_app(main)
+    configs.run_app(main, interrupted_hint="rerun the same command to resume")

@@ -70,7 +70,7 @@ def main(argv):
         raise UsageError("--workdir and --out are required")
     # orbax logs every restore at INFO; the export prints its own result.
     logging.set_verbosity(logging.WARNING)
-    # A user error (hific_diffusion.errors) is reported by configs.run_app.
+    # A user error (hific_diffusion.errors) or Ctrl-C is reported by configs.run_app.
     path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value)
     print(f"wrote bundle {path}")
 

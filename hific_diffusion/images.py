@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from hific_diffusion import atomic
-from hific_diffusion.codec.bitstream import size_problem
+from hific_diffusion.coding.bitstream import size_problem
 from hific_diffusion.errors import HfdError
 
 

@@ -8,7 +8,11 @@ initializer runs: ``skeleton.py``) and filled from the arrays.
 
 ``from_bundle`` and ``from_checkpoint`` return what ``pipeline.Codec`` is
 made of: a config whose ``model`` section built the autoencoder, the
-autoencoder, and ``{decoder name: (config section, module)}``.
+autoencoder, and ``{decoder name: (config section, module)}``. A section a
+module cannot be built from is the constructor's ``ModelConfigError``
+(``ELICConfigError``, ``UNetConfigError``), in a bundle a ``BundleError``
+naming the section; any other exception while building is a bug and
+propagates as it is.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import skeleton
+from hific_diffusion.autoencoder.elic import ELIC
 from hific_diffusion.bundle import SECTIONS, Bundle, BundleError
-from hific_diffusion.codec.autoencoder import ELIC
 from hific_diffusion.diffusion.unet import UNet
+from hific_diffusion.errors import ModelConfigError
 from hific_diffusion.flatstate import flatten_state
 from hific_diffusion.flatstate import key as flat_key
 
@@ -32,11 +37,6 @@ MODULES = {
     "model": (lambda section: ELIC(section, rngs=nnx.Rngs(0)), None),
     "diffusion": (lambda section: UNet(section.unet, rngs=nnx.Rngs(0)), "unet"),
 }
-
-# What building a module from a (hash-verified but wrong) config can raise.
-BUILD_ERRORS = (
-    ValueError, TypeError, KeyError, AttributeError, IndexError, ZeroDivisionError, OverflowError
-)  # fmt: skip
 
 
 def assign_flat(module, flat: dict[str, np.ndarray], name: str = "model") -> None:
@@ -145,10 +145,8 @@ def _bundle_module(b: Bundle, name: str):
         return build(name, m.config, m.params, exact=True)
     except BundleError as e:
         raise BundleError(f"bundle {b.path}: {m.weights} does not fit {where}: {e}") from None
-    except BUILD_ERRORS as e:
-        raise BundleError(
-            f"bundle {b.path}: {where} cannot build the {what} ({type(e).__name__}: {e})"
-        ) from None
+    except ModelConfigError as e:  # each constructor checks its section; anything else is a bug
+        raise BundleError(f"bundle {b.path}: {where} cannot build the {what} ({e})") from None
 
 
 def from_bundle(b: Bundle):

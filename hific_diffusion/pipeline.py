@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from hific_diffusion import container
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
 GENERATIVE = ("diffusion", "flow")
@@ -55,7 +55,7 @@ def _split_module(module):
 
 def _coding():
     # Imported on use so this module (and the CLI's error paths) load fast.
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
 
     return coding
 
@@ -136,11 +136,17 @@ class Codec:
             raise bundle.BundleError(
                 f"bundle {path}: expected tables z and y, found {sorted(b.tables)}"
             )
-        models = _models()
-        config, autoencoder, decoders = models.from_bundle(b)
+        config, autoencoder, decoders = _models().from_bundle(b)
+        # On use, as _coding: what coding.prepare raises for tables or weights
+        # that cannot code together.
+        from hific_diffusion.coding.intnet import IntegerPathError
+        from hific_diffusion.coding.tables import TablesError
+
         try:
             codec = cls(config, autoencoder, tables=b.tables, decoders=decoders)
-        except models.BUILD_ERRORS as e:
+        except CodecError as e:  # a decoder section that cannot sample (decode.check_args)
+            raise bundle.BundleError(f"bundle {path}: config.json: {e}") from None
+        except (TablesError, IntegerPathError) as e:
             raise bundle.BundleError(
                 f"bundle {path}: tables/z.bin and tables/y.bin cannot code with "
                 f"weights/autoencoder.npz ({e})"

@@ -8,7 +8,7 @@ and integer network baked in as constants:
 * ``hyper``: z symbols int32[1, a, b, N] -> fixed-point h_s features int32[1, 4a, 4b, 2N];
 * ``stage_<k>`` per channel group k: (hyper, y_fixed int32[1, 4a, 4b, M],
   stage int32[]) -> (mu fixed point, scale index), each int32[1, 4a, 4b, c_k]
-  (ELIC Sec. 3.2-3.3 space-channel context, integer path of ``codec.intnet``);
+  (ELIC Sec. 3.2-3.3 space-channel context, integer path of ``coding.intnet``);
 * ``synthesis``: y_hat float32[1, 4a, 4b, M] -> x_mse in [0, 1], [1, 64a, 64b, 3].
 
 Shapes are symbolic in ``a`` and ``b`` (the padded size in units of 64), so
@@ -40,8 +40,8 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import container, hashing
-from hific_diffusion.codec import coding
-from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.coding import coding
+from hific_diffusion.coding.tables import DiscreteTables
 from hific_diffusion.errors import HfdError
 
 FORMAT = "hific_diffusion-stablehlo"
@@ -134,7 +134,7 @@ class StableHLOCodec:
     """``compress`` / ``decompress`` (MSE decoder) from exported functions only.
 
     Uses no model class: the weights live inside the StableHLO modules. The
-    bitstreams are the ``.hfd`` container of :mod:`hific_diffusion.codec.bitstream`
+    bitstreams are the ``.hfd`` container of :mod:`hific_diffusion.coding.bitstream`
     and byte-identical to :class:`hific_diffusion.pipeline.Codec`'s.
     """
 

@@ -9,7 +9,7 @@ from flax import nnx
 
 from hific_diffusion import bundle, configs, models
 from hific_diffusion.bundle import BundleError
-from hific_diffusion.codec import tables
+from hific_diffusion.coding import tables
 
 
 @pytest.fixture()
@@ -232,3 +232,77 @@ def test_a_version_1_bundle_rewritten_in_the_current_layout_is_the_same_model(go
     assert bundle.load_bundle(golden_v2).version == bundle.VERSION
     assert new.fingerprint == old.fingerprint
     assert new.config.model.to_dict() == old.config.model.to_dict()
+
+
+# ------------------------------------------- sections a model cannot be built from
+@pytest.fixture(scope="module")
+def golden_diffusion(tmp_path_factory):
+    """The golden bundle in the current layout plus a diffusion decoder: the
+    tiny U-Net with zero weights (only its config section is at stake)."""
+    from hific_diffusion import skeleton
+    from hific_diffusion.diffusion.unet import UNet
+    from hific_diffusion.pipeline import Codec
+
+    ae = Codec.from_bundle(GOLDEN_BUNDLE)
+    section = configs.load("tiny").diffusion
+    with skeleton.skeleton():
+        unet = UNet(section.unet, rngs=nnx.Rngs(0))
+    codec = Codec(
+        ae.config, ae.autoencoder, tables=ae.coding.tables, decoders={"diffusion": (section, unet)}
+    )
+    path = tmp_path_factory.mktemp("diffusion") / "b"
+    bundle.save_codec(path, codec)
+    return path
+
+
+def _edit_unet(**fields):
+    return _edit_config(lambda c: c["diffusion"]["unet"].update(fields))
+
+
+@pytest.mark.parametrize(
+    "tamper, fragments",
+    [
+        (_edit_config(lambda c: c["autoencoder"].update(N=0)),
+         ["config.json autoencoder cannot build the autoencoder", "model.N is 0"]),
+        (_edit_config(lambda c: c["autoencoder"].update(groups=[4, 4, 8])),
+         ["config.json autoencoder", "model.groups (4, 4, 8) must sum to M=24"]),
+        (_edit_config(lambda c: c["autoencoder"].update(scale_min=-1.0)),
+         ["config.json autoencoder", "model.scale_min is -1.0"]),
+        (_edit_config(lambda c: c["autoencoder"].update(compute_dtype="float64")),
+         ["config.json autoencoder", "model.compute_dtype is 'float64'"]),
+        (_edit_unet(base_channels=0),
+         ["config.json diffusion.unet cannot build the diffusion decoder", "unet.base_channels"]),
+        (_edit_unet(head_dim=10), ["config.json diffusion.unet", "32 channels", "attention heads"]),
+        (_edit_unet(compute_dtype="int8"), ["config.json diffusion.unet", "unet.compute_dtype"]),
+        (_edit_unet(channel_mult=[]), ["config.json diffusion.unet", "unet.channel_mult is ()"]),
+        (_edit_config(lambda c: c["diffusion"].update(sampler="dpm++")),
+         ["config.json: diffusion decoder config", "dpm++"]),
+    ],
+    ids=[
+        "N_0", "groups_not_M", "scale_min_negative", "compute_dtype_float64", "unet_no_channels",
+        "unet_heads", "unet_int_dtype", "unet_no_levels", "unknown_sampler",
+    ],
+)  # fmt: skip
+def test_sections_that_cannot_build_their_model_are_bundle_errors_naming_field(
+    golden_diffusion, tmp_path, tamper, fragments
+):
+    _assert_refused(golden_diffusion, tmp_path, tamper, fragments)
+
+
+def test_a_bug_while_building_a_model_is_not_reported_as_a_bad_bundle(golden_v2, monkeypatch):
+    """Only the constructors' ModelConfigError means a bad section; a plain
+    IndexError (a bug) keeps its type and traceback, also in the coder."""
+    from hific_diffusion.coding import coding
+    from hific_diffusion.pipeline import Codec
+
+    def buggy(section):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(models, "_SKELETONS", {})  # so the constructor really runs
+    monkeypatch.setitem(models.MODULES, "model", (buggy, None))
+    with pytest.raises(IndexError, match="out of range"):
+        Codec.load(golden_v2)
+    monkeypatch.undo()
+    monkeypatch.setattr(coding, "prepare", lambda *args, **kwargs: [][0])
+    with pytest.raises(IndexError):
+        Codec.load(golden_v2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hific_diffusion.codec import bitstream
+from hific_diffusion.coding import bitstream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,7 @@ def bundles(tmp_path_factory):
     from flax import nnx
 
     from hific_diffusion import bundle, configs
-    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.autoencoder.elic import ELIC
     from hific_diffusion.pipeline import Codec
 
     config = configs.load("tiny")

@@ -112,7 +112,7 @@ def test_generative_detail_is_bounded_by_the_original_not_noise(crops, decoder):
 def test_a_file_written_by_the_previous_version_decodes_to_the_same_latents_and_image(codec):
     """tests/fixtures/previous_version: a crop of skimage's coffee compressed with the
     default bundle by commit 2948314, before tables came from the bundle."""
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
     from hific_diffusion.pipeline import read_file
 
     fixtures = Path(__file__).resolve().parent / "fixtures" / "previous_version"

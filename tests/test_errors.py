@@ -59,7 +59,7 @@ def test_every_exception_class_in_the_package_is_a_user_error():
 
 
 def test_user_errors_keep_their_builtin_base():
-    from hific_diffusion.codec.bitstream import BitstreamError
+    from hific_diffusion.coding.bitstream import BitstreamError
     from hific_diffusion.train.trainer import TrainingError
 
     assert issubclass(BitstreamError, ValueError) and issubclass(TrainingError, RuntimeError)
@@ -159,3 +159,30 @@ def test_export_user_errors_are_one_line_exit_2(tmp_path, args, fragment):
 def test_argparse_entry_points_user_errors_are_one_line_exit_2(tmp_path, module, args, fragment):
     args = [a.format(tmp=tmp_path) for a in args]
     assert_one_error_line(_run(module, *args, cwd=tmp_path), fragment)
+
+
+def test_every_entry_point_reports_ctrl_c_as_one_line_exit_130(tmp_path, monkeypatch, capsys):
+    """The argparse entry points and the absl ones (``configs.run_app``: eval,
+    export, train) end a Ctrl-C alike: one ``error: interrupted`` line, exit
+    status 130, no traceback."""
+    from hific_diffusion import cli, configs
+    from hific_diffusion.data import photo_corpus
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: None)
+    monkeypatch.setattr(cli, "cmd_info", interrupt)
+    (tmp_path / "a.hfd").write_bytes(b"")
+    assert cli.main(["info", str(tmp_path / "a.hfd")]) == 130
+    monkeypatch.setattr(photo_corpus, "build", interrupt)
+    assert photo_corpus.main(["--out", str(tmp_path / "corpus")]) == 130
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    with pytest.raises(SystemExit) as e:
+        configs.run_app(interrupt, interrupted_hint="rerun the same command to resume")
+    assert e.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "error: interrupted",
+        "error: interrupted",
+        "error: interrupted; rerun the same command to resume",
+    ]

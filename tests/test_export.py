@@ -13,9 +13,9 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import bundle, configs, export
+from hific_diffusion.autoencoder.elic import ELIC
 from hific_diffusion.bundle import BundleError
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.coding.bitstream import BitstreamError
 from hific_diffusion.diffusion import decode
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.pipeline import Codec

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from hific_diffusion import images
-from hific_diffusion.codec import bitstream
+from hific_diffusion.coding import bitstream
 from hific_diffusion.images import ImageError, ImageWarning
 
 

@@ -7,9 +7,9 @@ from flax import nnx
 from PIL import Image
 
 from hific_diffusion import bundle, configs, pipeline
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError
 from hific_diffusion.images import ImageError
 from hific_diffusion.pipeline import Codec, CodecError
 
@@ -123,7 +123,7 @@ def test_a_bug_while_decoding_is_not_reported_as_a_corrupt_bitstream(
 ):
     """Only the container parser and the range coder say "corrupt"; an exception
     from anywhere else in decoding is a bug and reaches the caller as it is."""
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
 
     def broken(*args, **kwargs):
         raise bug("a bug")
@@ -254,7 +254,7 @@ def test_a_decoder_config_with_an_unknown_sampler_fails_when_the_codec_is_built(
     from flax import nnx
 
     from hific_diffusion import configs
-    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.autoencoder.elic import ELIC
     from hific_diffusion.diffusion.unet import UNet
 
     config = configs.load("tiny")

@@ -5,8 +5,8 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.autoencoder import ELIC
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.coding import bitstream
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.pipeline import Codec, CodecError
 

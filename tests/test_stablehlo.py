@@ -14,9 +14,9 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs, stablehlo
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError
 from hific_diffusion.pipeline import Codec
 from hific_diffusion.stablehlo import StableHLOCodec, StableHLOError
 
@@ -63,7 +63,7 @@ def test_stablehlo_export_codes_exactly_like_python_without_model_classes(
     script = textwrap.dedent(
         f"""
         import sys
-        for name in ("hific_diffusion.codec.autoencoder", "hific_diffusion.codec.transforms",
+        for name in ("hific_diffusion.autoencoder.elic", "hific_diffusion.autoencoder.transforms",
                      "hific_diffusion.pipeline", "hific_diffusion.bundle"):
             sys.modules[name] = None  # importing a model class now fails
         import numpy as np
@@ -147,7 +147,7 @@ def test_bitstream_of_another_model_is_refused(exported):
 
 
 def test_a_bug_while_decoding_is_not_reported_as_a_corrupt_bitstream(codec, exported, monkeypatch):
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
 
     data = codec.compress(_photo(16, 16))
 

@@ -303,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.USER_ERRORS as e:
         return errors.report(e)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
+        return errors.interrupted()
     if result is None:
         print(f"{args.out} is already complete (manifest.json matches); nothing to do")
     else:

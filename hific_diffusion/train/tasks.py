@@ -1,7 +1,7 @@
 """What the one trainer loop fits, by ``config.task``.
 
 * ``autoencoder`` (stage 1, HFD Sec. 3.1): ELIC trained for
-  ``bpp + lmbda * 255^2 * MSE`` (``codec.autoencoder.rd_loss``).
+  ``bpp + lmbda * 255^2 * MSE`` (``autoencoder.elic.rd_loss``).
 * ``diffusion`` / ``flow`` (stage 2, HFD Sec. 3.2): a U-Net conditioned on
   the frozen stage-1 reconstruction ``x_mse`` (float path, rounded latents),
   trained with ``diffusion.losses.diffusion_loss`` / ``flow_loss``.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from hific_diffusion.codec.autoencoder import ELIC, rd_loss
+from hific_diffusion.autoencoder.elic import ELIC, rd_loss
 from hific_diffusion.diffusion import losses
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import HfdError

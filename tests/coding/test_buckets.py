@@ -1,12 +1,13 @@
 """Size buckets (issue #13): networks run on a few padded sizes, and the
-padding changes nothing that matters (codec/valid.py)."""
+padding changes nothing that matters (autoencoder/valid.py)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hific_diffusion.codec import coding, tiles, valid
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.autoencoder import tiles, valid
+from hific_diffusion.coding import coding
+from hific_diffusion.coding.bitstream import BitstreamError
 
 
 def _crop(photos, h, w, which=1):

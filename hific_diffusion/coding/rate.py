@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from hific_diffusion.codec import coding, context, intnet
+from hific_diffusion.autoencoder import context
+from hific_diffusion.coding import coding, intnet
 
 
 def _gaussian_bits(q: np.ndarray, scale: np.ndarray) -> float:

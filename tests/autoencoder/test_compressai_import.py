@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from hific_diffusion import configs
-from hific_diffusion.codec import compressai_import, context, entropy_model
-from hific_diffusion.codec.compressai_import import (
+from hific_diffusion.autoencoder import compressai_import, context, entropy_model
+from hific_diffusion.autoencoder.compressai_import import (
     CompressAIImportError,
     load_compressai_state_dict,
 )
-from hific_diffusion.codec.tables import gaussian_scale_table
+from hific_diffusion.coding.tables import gaussian_scale_table
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "compressai_elic_small.npz"
 
@@ -132,7 +132,7 @@ def test_checkerboard_spatial_context_matches_compressai(model, fx):
 def test_space_channel_context_matches_compressai(model, fx):
     """Channel context, parameter aggregation and the two checkerboard passes:
     the same means, scales and y_hat as CompressAI's eval-mode forward."""
-    from hific_diffusion.codec import quantize
+    from hific_diffusion.autoencoder import quantize
 
     mu, sigma, y_hat = context.training_params(
         model.context, jnp.asarray(fx["hyper"]), jnp.asarray(fx["y"]), quantize.quantize_around
@@ -163,7 +163,7 @@ def test_full_forward_pass_matches_compressai(model, fx):
 
 def test_imported_model_codes_a_real_bitstream(model):
     """The imported weights go through the integer coding path and decode exactly."""
-    from hific_diffusion.codec import coding
+    from hific_diffusion.coding import coding
 
     x = np.random.default_rng(1).random((1, 64, 128, 3), dtype=np.float32)
     sections, y_hat, z_hat = coding.encode_latents(model, x)

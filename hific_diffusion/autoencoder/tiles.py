@@ -10,7 +10,7 @@ activations.
 A tile is ``TILE`` latents (``TILE * Y_STRIDE`` pixels) square plus a halo of
 :func:`halo` latents on each side, at least the transforms' receptive field
 (measured with gradients: g_s reaches 7 latents for one residual block per
-stage and 9 for three, g_a 104 and 132 pixels; ``tests/codec/test_tiles``
+stage and 9 for three, g_a 104 and 132 pixels; ``tests/autoencoder/test_tiles``
 checks the bound). The halo is cut away, so each output pixel is computed from
 all the inputs it depends on, exactly as the whole-image pass does. Tiles at
 the image border start at the border or end at the coded region, where the
@@ -29,8 +29,8 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import images
-from hific_diffusion.codec import valid
-from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
+from hific_diffusion.autoencoder import valid
+from hific_diffusion.autoencoder.defaults import Y_STRIDE, Z_STRIDE
 
 # Tile side in latents (1024 pixels) and the image size (pixels of the bucket)
 # above which the transforms run in tiles. ASSUMPTION: chosen so a 1024x1024

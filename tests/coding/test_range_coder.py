@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hific_diffusion.codec import range_coder, tables
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.coding import range_coder, tables
+from hific_diffusion.coding.bitstream import BitstreamError
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 Order: z first, coded with integer tables of the learned factorized prior
 (one row per channel); then y group by group, anchors before non-anchors,
 each stage's (mu, scale index) computed by the integer path
-(:mod:`hific_diffusion.codec.intnet`) from what is already decoded, through
-the same :func:`hific_diffusion.codec.context.group_params` that training
+(:mod:`hific_diffusion.coding.intnet`) from what is already decoded, through
+the same :func:`hific_diffusion.autoencoder.context.group_params` that training
 uses. Symbols are ``q = round(y - mu)`` against the fixed-point mu; the
 decoder rebuilds ``y_hat = q + mu`` exactly. Encoder and decoder share one
 stage driver (:func:`_run_stages`); only the per-stage coding callback differs.
@@ -29,11 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec import context, intnet, tiles, valid
-from hific_diffusion.codec.bitstream import BitstreamError
-from hific_diffusion.codec.defaults import Y_STRIDE, Z_STRIDE
-from hific_diffusion.codec.range_coder import Decoder, Encoder
-from hific_diffusion.codec.tables import (
+from hific_diffusion.autoencoder import context, tiles, valid
+from hific_diffusion.autoencoder.defaults import Y_STRIDE, Z_STRIDE
+from hific_diffusion.coding import intnet
+from hific_diffusion.coding.bitstream import BitstreamError
+from hific_diffusion.coding.range_coder import Decoder, Encoder
+from hific_diffusion.coding.tables import (
     DiscreteTables,
     check_model_tables,
     derive_tables,
@@ -334,12 +335,12 @@ def encode_latents(model, x01_padded):
 
 
 def analyze(model, x01_padded):
-    """(y, z - median) of g_a / h_a, float32 numpy (whole or in tiles: codec/tiles.py)."""
+    """(y, z - median) of g_a / h_a, float32 numpy (whole or in tiles: autoencoder/tiles.py)."""
     return tiles.analyze(_coding_model(model), x01_padded)
 
 
 def synthesize(model, y_hat, *, uint8: bool = False) -> np.ndarray:
-    """g_s(y_hat) clipped to [0, 1] (whole or in tiles: codec/tiles.py);
+    """g_s(y_hat) clipped to [0, 1] (whole or in tiles: autoencoder/tiles.py);
     ``uint8``: converted by ``images.to_uint8`` tile by tile."""
     return tiles.synthesize(_coding_model(model), y_hat, uint8=uint8)
 

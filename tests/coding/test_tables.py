@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from hific_diffusion.codec import tables
+from hific_diffusion.coding import tables
 
 
 def _reference_pmf(q: int, s: float) -> float:

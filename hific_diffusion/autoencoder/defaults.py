@@ -33,11 +33,11 @@ def model_config() -> ml_collections.ConfigDict:
             num_scales=128,
             scale_min=0.11,
             scale_max=256.0,
-            # Integer entropy-parameter path (codec/intnet.py): activations are
+            # Integer entropy-parameter path (coding/intnet.py): activations are
             # fixed point with this many fractional bits, saturated to int16.
             int_frac_bits=8,
             compute_dtype="float32",
-            # Initialisation of the convolutions (codec/layers.py conv_init):
+            # Initialisation of the convolutions (autoencoder/layers.py conv_init):
             # "pytorch" (PyTorch's default, what CompressAI's ELIC trains from)
             # or "lecun". ASSUMPTION: neither paper states one; "pytorch"
             # learned faster per step in our side-by-side run (bench/).

@@ -14,8 +14,8 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from hific_diffusion.codec import coding
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.coding import coding
+from hific_diffusion.coding.bitstream import BitstreamError
 
 
 def _x(seed=0, h=64, w=128):
@@ -129,7 +129,7 @@ def test_golden_mse_decode_matches_the_recorded_image_up_to_float_rounding(golde
 def test_golden_sections_emptied_shortened_or_lengthened_are_rejected(golden, which, mutate):
     """With the CRC recomputed the container is consistent; only the section
     decoder can tell that it did not consume exactly its section."""
-    from hific_diffusion.codec import bitstream
+    from hific_diffusion.coding import bitstream
 
     codec, _, _ = golden
     header, sections = bitstream.unpack((GOLDEN / "photo.hfd").read_bytes())
@@ -188,7 +188,7 @@ def test_integer_path_rate_cost_is_small_on_trained_tiny(trained_tiny, photo_256
     sets). Summed over four 256x256 crops, three training seeds and two
     instruction sets gave -0.22% to +0.17% (int) and -0.15% to +0.20% (table).
     """
-    from hific_diffusion.codec.rate import rate_breakdown
+    from hific_diffusion.coding.rate import rate_breakdown
 
     model, _ = trained_tiny
     rs = [rate_breakdown(model, x) for x in photo_256_crops]

@@ -12,7 +12,7 @@ are those of CompressAI's ``Elic2022Official``.
 :func:`group_params` is the ONE definition of this computation. It is
 duck-typed over the network object: training passes the float
 :class:`SpaceChannelContext`, coding passes its fixed-point mirror
-(:class:`hific_diffusion.codec.intnet.IntContext`), which has the same
+(:class:`hific_diffusion.coding.intnet.IntContext`), which has the same
 ``spatial``/``channel``/``aggregate`` lists of convolutions.
 """
 
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec.layers import Conv
+from hific_diffusion.autoencoder.layers import Conv
 
 ANCHOR, NONANCHOR = 0, 1
 
@@ -73,7 +73,7 @@ def aggregation_widths(cin: int, cout: int, floor: int) -> tuple[int, ...]:
     to ``cout`` (rounded down), hidden widths at least ``floor`` (= 2N).
 
     The layout of CompressAI's ``Elic2022Official`` (``sequential_channel_ramp``),
-    so its trained weights import exactly (codec/compressai_import.py).
+    so its trained weights import exactly (autoencoder/compressai_import.py).
     """
     ramp = [(cin * (3 - i) + cout * i) // 3 for i in range(4)]
     return (cin, max(ramp[1], floor), max(ramp[2], floor), cout)
@@ -95,12 +95,9 @@ class SpaceChannelContext(nnx.Module):
     """
 
     def __init__(self, n: int, m: int, groups, channel_widths=(224, 128), *, rngs: nnx.Rngs):
+        # Positive groups summing to M, positive widths: elic.check_config.
         groups = tuple(int(g) for g in groups)
-        if sum(groups) != m or min(groups) < 1:
-            raise ValueError(f"channel groups {groups} must be positive and sum to M={m}")
         widths = tuple(int(w) for w in channel_widths)
-        if not widths or min(widths) < 1:
-            raise ValueError(f"channel_context widths {widths} must be positive")
         self.groups = groups
         self.spatial, self.channel, self.aggregate = nnx.List(), nnx.List(), nnx.List()
         for k, c in enumerate(groups):

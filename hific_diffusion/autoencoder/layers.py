@@ -2,7 +2,7 @@
 
 Every convolution here is one ``lax.conv_general_dilated`` call on NHWC
 activations with an HWIO kernel, so the integer coding path
-(:mod:`hific_diffusion.codec.intnet`) can mirror it exactly: a transposed
+(:mod:`hific_diffusion.coding.intnet`) can mirror it exactly: a transposed
 convolution is stored as the kernel of its equivalent zero-dilated forward
 convolution (PyTorch ``ConvTranspose2d(k, stride=2, padding=k//2,
 output_padding=1)`` semantics: output = 2 x input).
@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import skeleton
-from hific_diffusion.codec import valid
+from hific_diffusion.autoencoder import valid
 
 _JAX_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 

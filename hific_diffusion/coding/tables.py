@@ -24,6 +24,8 @@ import io
 import numpy as np
 from scipy import special
 
+from hific_diffusion.errors import HfdError
+
 _MAGIC = b"HFDTAB1\0"
 
 
@@ -242,16 +244,20 @@ def derive_tables(model) -> dict[str, DiscreteTables]:
     }
 
 
+class TablesError(HfdError, ValueError):
+    """Stored coding tables that do not fit the model they are given with."""
+
+
 def check_model_tables(model, tables) -> None:
     """Stored tables fit ``model``: both parts, its row counts, PRECISION bits."""
     missing = {"z", "y"} - set(tables)
     if missing:
-        raise ValueError(f"coding tables lack {sorted(missing)}")
+        raise TablesError(f"coding tables lack {sorted(missing)}")
     z, y = tables["z"], tables["y"]
     if z.num_tables != model.n or y.num_tables != model.num_scales:
-        raise ValueError(
+        raise TablesError(
             f"coding tables have {z.num_tables} z rows and {y.num_tables} y scales; "
             f"the model needs {model.n} and {model.num_scales}"
         )
     if z.precision != PRECISION or y.precision != PRECISION:
-        raise ValueError(f"coding tables must have {PRECISION}-bit precision")
+        raise TablesError(f"coding tables must have {PRECISION}-bit precision")

@@ -5,8 +5,8 @@ The coder runs its networks on a few padded sizes (buckets) instead of
 compiling once per image size. Padding changes nothing inside the region only
 if every spatial operation sees zeros outside it, as the zero padding of the
 unpadded array would: so, inside :func:`region`, every convolution wider than
-1x1 (float :class:`hific_diffusion.codec.layers.Conv` and integer
-:class:`hific_diffusion.codec.intnet.IntConv`) first zeroes its input outside
+1x1 (float :class:`hific_diffusion.autoencoder.layers.Conv` and integer
+:class:`hific_diffusion.coding.intnet.IntConv`) first zeroes its input outside
 the region, at its own resolution. 1x1 convolutions and pointwise operations
 cannot carry the padding's values into the region. For the integer path that
 makes the result on the region identical bit for bit; for float networks

@@ -1,6 +1,6 @@
 """Tiled g_a / g_s for large images (issue #18: flat decode memory): the halo
 covers the receptive field, so tiles equal the whole-image pass up to float
-rounding, with one compilation for all tiles (codec/tiles.py)."""
+rounding, with one compilation for all tiles (autoencoder/tiles.py)."""
 
 import dataclasses
 
@@ -11,9 +11,10 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs
-from hific_diffusion.codec import coding, tiles
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.defaults import Y_STRIDE
+from hific_diffusion.autoencoder import tiles
+from hific_diffusion.autoencoder.defaults import Y_STRIDE
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.coding import coding
 
 
 def _reach(grad_map, centre):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from hific_diffusion.codec.layers import Attention, Conv, ResidualBottleneck
+from hific_diffusion.autoencoder.layers import Attention, Conv, ResidualBottleneck
 
 
 def _blocks(n, rngs, count):
@@ -92,7 +92,7 @@ class HyperSynthesis(nnx.Module):
     widths N, 3N/2, 2N as in CompressAI's ``Elic2022Official``).
 
     ``convs`` is a plain list of Conv layers with ReLU between them, the form
-    the integer path (:func:`hific_diffusion.codec.intnet.IntConv`) mirrors.
+    the integer path (:func:`hific_diffusion.coding.intnet.IntConv`) mirrors.
     """
 
     def __init__(self, n: int, *, rngs: nnx.Rngs):

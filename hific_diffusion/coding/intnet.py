@@ -46,8 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hific_diffusion.codec import valid
-from hific_diffusion.codec.context import chain
+from hific_diffusion.autoencoder import valid
+from hific_diffusion.autoencoder.context import chain
 from hific_diffusion.errors import HfdError
 
 ACT_MAX = (1 << 15) - 1
@@ -89,7 +89,7 @@ def _choose_shifts(w: np.ndarray, b: float, frac_bits: int):
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class IntConv:
-    """Integer version of :class:`hific_diffusion.codec.layers.Conv` (same geometry)."""
+    """Integer version of :class:`hific_diffusion.autoencoder.layers.Conv` (same geometry)."""
 
     weight: jax.Array  # int32 [k*k, cin, cout]
     bias: jax.Array  # int32 [cout], scaled by 2^(F + t)
@@ -175,7 +175,7 @@ class IntConv:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class IntContext:
-    """Integer mirror of :class:`hific_diffusion.codec.context.SpaceChannelContext`."""
+    """Integer mirror of :class:`hific_diffusion.autoencoder.context.SpaceChannelContext`."""
 
     spatial: list
     channel: list

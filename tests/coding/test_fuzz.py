@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden_coding"
 SECONDS = 4.0  # fuzzing time after the first (compiling) decode

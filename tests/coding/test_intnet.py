@@ -7,10 +7,11 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs
-from hific_diffusion.codec import coding, context, intnet
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.layers import Conv
-from hific_diffusion.codec.tables import gaussian_scale_table
+from hific_diffusion.autoencoder import context
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.autoencoder.layers import Conv
+from hific_diffusion.coding import coding, intnet
+from hific_diffusion.coding.tables import gaussian_scale_table
 
 F = 8
 

@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from hific_diffusion import configs
-from hific_diffusion.codec import context
-from hific_diffusion.codec.autoencoder import ELIC, rd_loss
+from hific_diffusion.autoencoder import context
+from hific_diffusion.autoencoder.elic import ELIC, rd_loss
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_transposed_conv_equals_the_input_dilated_convolution_it_stands_for(k, s
     """Conv(transpose=True) runs sub-pixel phases; its definition is the stride-1
     convolution of the zero-dilated input (``geometry()``), which the integer
     path and the CompressAI import rely on."""
-    from hific_diffusion.codec.layers import Conv
+    from hific_diffusion.autoencoder.layers import Conv
 
     conv = Conv(6, 5, k, stride=s, transpose=True, rngs=nnx.Rngs(3))
     conv.bias[...] = jnp.linspace(-1, 1, 5)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hific_diffusion.codec import bitstream
-from hific_diffusion.codec.bitstream import BitstreamError, Header
+from hific_diffusion.coding import bitstream
+from hific_diffusion.coding.bitstream import BitstreamError, Header
 
 FP = bitstream.short_fingerprint(b"some model")
 

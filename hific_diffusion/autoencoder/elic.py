@@ -15,18 +15,48 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion.codec import context, entropy_model, quantize, valid
-from hific_diffusion.codec.defaults import Z_STRIDE
-from hific_diffusion.codec.layers import conv_init
-from hific_diffusion.codec.priors import FactorizedPrior
-from hific_diffusion.codec.transforms import (
+from hific_diffusion.autoencoder import context, entropy_model, quantize, valid
+from hific_diffusion.autoencoder.defaults import Z_STRIDE
+from hific_diffusion.autoencoder.layers import CONV_INITS, conv_init
+from hific_diffusion.autoencoder.priors import FactorizedPrior
+from hific_diffusion.autoencoder.transforms import (
     AnalysisTransform,
     HyperAnalysis,
     HyperSynthesis,
     SynthesisTransform,
 )
+from hific_diffusion.errors import ModelConfigError, SectionReader
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class ELICConfigError(ModelConfigError):
+    """A ``model`` config section that cannot build ELIC."""
+
+
+def check_config(cfg) -> None:
+    """ELICConfigError naming the first field of the ``model`` section that
+    ELIC cannot be built from (missing, wrong type, out of range, groups that
+    do not sum to M)."""
+    f = SectionReader(cfg, "model", ELICConfigError)
+    f.integer("N")
+    m = f.integer("M")
+    groups = f.integers("groups")
+    if sum(groups) != m:
+        raise ELICConfigError(
+            f"model.groups {groups} must sum to M={m} (they sum to {sum(groups)})"
+        )
+    f.integers("channel_context")
+    f.integer("res_blocks", minimum=0)
+    f.integers("prior_filters", nonempty=False)
+    # The scale table's fields (read by the coder) must at least make a table;
+    # int_frac_bits's range is the integer path's rule (coding/intnet.py).
+    f.integer("num_scales")
+    scale_min = f.number("scale_min", above=0.0)
+    f.number("scale_max", minimum=scale_min)
+    f.integer("int_frac_bits", minimum=0)
+    f.choice("compute_dtype", tuple(_DTYPES))
+    f.choice("init", CONV_INITS)
 
 
 class ELIC(nnx.Module):
@@ -40,6 +70,7 @@ class ELIC(nnx.Module):
     """
 
     def __init__(self, cfg, *, rngs: nnx.Rngs):
+        check_config(cfg)
         n, m = int(cfg.N), int(cfg.M)
         self.n, self.m = n, m
         self.groups = tuple(int(g) for g in cfg.groups)
@@ -58,7 +89,7 @@ class ELIC(nnx.Module):
             widths = tuple(int(w) for w in cfg.channel_context)
             self.context = context.SpaceChannelContext(n, m, self.groups, widths, rngs=rngs)
         # Hidden widths of the factorized prior's cumulative (Balle et al. 2018,
-        # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (codec/compressai_import.py).
+        # Appendix 6.1); CompressAI 1.2.8 uses (3, 3, 3, 3) (autoencoder/compressai_import.py).
         filters = tuple(int(f) for f in cfg.prior_filters)
         self.prior = FactorizedPrior(n, filters=filters, rngs=rngs)
 
@@ -68,7 +99,7 @@ class ELIC(nnx.Module):
 
     def analyze_for_coding(self, x01):
         """(y, z - median): the coder's symbols are ``round`` of these
-        (``codec/coding.py``; the integer h_s adds the median back)."""
+        (``coding/coding.py``; the integer h_s adds the median back)."""
         y = self.analysis(x01)
         return y, self.hyper_analysis(y)
 
@@ -102,7 +133,7 @@ class ELIC(nnx.Module):
         mu, sigma, y_hat = context.training_params(self.context, hyper, y, quantize.quantize_around)
         y_rate = quantize.add_uniform_noise(y, ry) if training else y_hat
         y_lik = entropy_model.gaussian_likelihood(y_rate, mu, sigma, self.scale_min)
-        # Inside a coding bucket (codec/valid.py) the padding costs no bits.
+        # Inside a coding bucket (autoencoder/valid.py) the padding costs no bits.
         return dict(
             x_hat=self.synthesis(y_hat),
             y_bits=entropy_model.bits(valid.fill_outside(y_lik, 1.0)),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hific_diffusion.codec.priors import LIKELIHOOD_FLOOR
+from hific_diffusion.autoencoder.priors import LIKELIHOOD_FLOOR
 
 
 @jax.custom_vjp

@@ -28,8 +28,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from hific_diffusion.codec.bitstream import BitstreamError
-from hific_diffusion.codec.tables import DiscreteTables
+from hific_diffusion.coding.bitstream import BitstreamError
+from hific_diffusion.coding.tables import DiscreteTables
 
 # constriction is a compiled extension whose submodules are attributes, not importable modules.
 cmodel = constriction.stream.model

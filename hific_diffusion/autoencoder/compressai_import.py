@@ -32,8 +32,8 @@ its ``nn.Sequential`` index ``i``; residual bottleneck ``conv1..3`` ->
   (``num_scales``, ``scale_min``, ``scale_max``); :func:`config_for` reads it.
 
 At coding time our h_s and context networks run in fixed point
-(``codec/intnet.py``), so coded bits differ slightly from CompressAI's float
-path; the float forward pass matches it (tests/codec/test_compressai_import.py).
+(``coding/intnet.py``), so coded bits differ slightly from CompressAI's float
+path; the float forward pass matches it (tests/autoencoder/test_compressai_import.py).
 
 ``strict=True`` (default) refuses a partial import; ``strict=False`` returns a
 model whose unmapped parts keep their initialisation (to fine-tune).
@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from hific_diffusion.codec.autoencoder import ELIC
-from hific_diffusion.codec.layers import Attention, ResidualBottleneck
-from hific_diffusion.codec.tables import gaussian_scale_table
+from hific_diffusion.autoencoder.elic import ELIC
+from hific_diffusion.autoencoder.layers import Attention, ResidualBottleneck
+from hific_diffusion.coding.tables import gaussian_scale_table
 from hific_diffusion.errors import HfdError
 from hific_diffusion.flatstate import flatten_state
 from hific_diffusion.flatstate import key as flat_key
