@@ -184,6 +184,31 @@ def _stage_params(net, hyper, y_fixed, k, stage, coded_hw, channel):
         return stage_params(net, hyper, y_fixed, k, stage, channel)
 
 
+# Large images: the integer (mu, scale index) in bands of BAND latent rows
+# with HALO rows of context each side (exact: integer arithmetic, and the halo
+# covers the context's reach: ELIC's channel context is three 5x5 convolutions,
+# 6 rows; its spatial context one 5x5, 2 rows; tests/coding/test_coding). Even
+# offsets keep the checkerboard's parity. Peak memory is one band's.
+BAND, HALO = 64, 8
+
+
+def _banded_params(net, hyper, y_fixed, k, stage):
+    _, h, w, _ = y_fixed.shape
+    layout = ((BAND + 2 * HALO) * Y_STRIDE, valid.bucket_side(w * Y_STRIDE))
+    hyper = np.asarray(hyper)
+    c_k = net.context.groups[k]
+    mu, idx = np.empty((2, 1, h, w, c_k), np.int32)
+    for r0, r1, k0, k1 in tiles.tile_windows(h, BAND, HALO):
+        coded = tiles.coded(((r1 - r0) * Y_STRIDE, w * Y_STRIDE))
+        y = jnp.asarray(tiles.pad_to(y_fixed[:, r0:r1], layout, Y_STRIDE))
+        hb = jnp.asarray(tiles.pad_to(hyper[:, r0:r1], layout, Y_STRIDE))
+        channel = _channel_context(net, y, k, coded) if k else None
+        m, i = _stage_params(net, hb, y, k, jnp.int32(stage), coded, channel)
+        mu[:, k0:k1] = np.asarray(m)[:, k0 - r0 : k1 - r0, :w]
+        idx[:, k0:k1] = np.asarray(i)[:, k0 - r0 : k1 - r0, :w]
+    return mu, idx
+
+
 @dataclasses.dataclass(frozen=True)
 class LatentCoder:
     """What the coding order needs, as plain callables (no model classes).
@@ -215,6 +240,8 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
 
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
+        if tiles.tiled((h * Y_STRIDE, w * Y_STRIDE), tiles.TILE):
+            return _banded_params(net, hyper, y_fixed, k, stage)
         coded = tiles.coded((h * Y_STRIDE, w * Y_STRIDE))
         bucket = valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE))
         y = jnp.asarray(tiles.pad_to(y_fixed, bucket, Y_STRIDE))
