@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from hific_diffusion import container, hashing
-from hific_diffusion.coding import coding
+from hific_diffusion.coding import coding, params
 from hific_diffusion.coding.tables import DiscreteTables
 from hific_diffusion.errors import HfdError
 
@@ -78,7 +78,7 @@ def _exported_functions(cm: coding.CodingModel, n: int, m: int):
     for k in range(len(cm.groups)):
 
         def stage(hyper, y_fixed, stage_id, k=k):
-            return coding.stage_params(net, hyper, y_fixed, k, stage_id)
+            return params.stage_params(net, hyper, y_fixed, k, stage_id)
 
         fns[f"stage_{k}"] = (stage, [hyper_spec, y_fixed_spec, spec((), jnp.int32)])
     return fns

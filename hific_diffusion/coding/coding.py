@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import hashlib
 
 import jax
@@ -33,6 +32,13 @@ from hific_diffusion.autoencoder import context, tiles, valid
 from hific_diffusion.autoencoder.defaults import Y_STRIDE, Z_STRIDE
 from hific_diffusion.coding import intnet
 from hific_diffusion.coding.bitstream import BitstreamError
+from hific_diffusion.coding.params import (
+    banded_hyper,
+    banded_params,
+    jit_channel_context,
+    jit_hyper,
+    jit_stage_params,
+)
 from hific_diffusion.coding.range_coder import Decoder, Encoder
 from hific_diffusion.coding.tables import (
     DiscreteTables,
@@ -148,67 +154,6 @@ def _likelihood_bits(graphdef, state, x01, coded_hw):
     return out["y_bits"] + out["z_bits"]
 
 
-@jax.jit
-def _hyper(net, z_hat, coded_hw):
-    with valid.region((z_hat.shape[1] * Z_STRIDE, z_hat.shape[2] * Z_STRIDE), coded_hw):
-        return net.hyper(z_hat)
-
-
-def stage_params(net, hyper, y_fixed, k, stage, channel=None):
-    """Integer (mu, scale index) of group k at every position, for one coding
-    stage; ``channel``: group k's channel context if already computed."""
-    groups = net.context.groups
-    start, end = sum(groups[:k]), sum(groups[: k + 1])
-    y_prev = y_fixed[..., :start] if k else None
-    current = y_fixed[..., start:end]
-    # Traced, not static: one compilation per group serves both stages.
-    current = jnp.where(stage == context.ANCHOR, 0, current)
-    mu, sigma = context.group_params(net.context, k, hyper, y_prev, current, channel)
-    return mu, net.scale_index(sigma)
-
-
-def _region(y_fixed, coded_hw):
-    return valid.region((y_fixed.shape[1] * Y_STRIDE, y_fixed.shape[2] * Y_STRIDE), coded_hw)
-
-
-@functools.partial(jax.jit, static_argnums=(2,))
-def _channel_context(net, y_fixed, k, coded_hw):
-    with _region(y_fixed, coded_hw):
-        start = sum(net.context.groups[:k])
-        return context.channel_context(net.context, k, y_fixed[..., :start])
-
-
-@functools.partial(jax.jit, static_argnums=(3,))
-def _stage_params(net, hyper, y_fixed, k, stage, coded_hw, channel):
-    with _region(y_fixed, coded_hw):
-        return stage_params(net, hyper, y_fixed, k, stage, channel)
-
-
-# Large images: the integer (mu, scale index) in bands of BAND latent rows
-# with HALO rows of context each side (exact: integer arithmetic, and the halo
-# covers the context's reach: ELIC's channel context is three 5x5 convolutions,
-# 6 rows; its spatial context one 5x5, 2 rows; tests/coding/test_coding). Even
-# offsets keep the checkerboard's parity. Peak memory is one band's.
-BAND, HALO = 64, 8
-
-
-def _banded_params(net, hyper, y_fixed, k, stage):
-    _, h, w, _ = y_fixed.shape
-    layout = ((BAND + 2 * HALO) * Y_STRIDE, valid.bucket_side(w * Y_STRIDE))
-    hyper = np.asarray(hyper)
-    c_k = net.context.groups[k]
-    mu, idx = np.empty((2, 1, h, w, c_k), np.int32)
-    for r0, r1, k0, k1 in tiles.tile_windows(h, BAND, HALO):
-        coded = tiles.coded(((r1 - r0) * Y_STRIDE, w * Y_STRIDE))
-        y = jnp.asarray(tiles.pad_to(y_fixed[:, r0:r1], layout, Y_STRIDE))
-        hb = jnp.asarray(tiles.pad_to(hyper[:, r0:r1], layout, Y_STRIDE))
-        channel = _channel_context(net, y, k, coded) if k else None
-        m, i = _stage_params(net, hb, y, k, jnp.int32(stage), coded, channel)
-        mu[:, k0:k1] = np.asarray(m)[:, k0 - r0 : k1 - r0, :w]
-        idx[:, k0:k1] = np.asarray(i)[:, k0 - r0 : k1 - r0, :w]
-    return mu, idx
-
-
 @dataclasses.dataclass(frozen=True)
 class LatentCoder:
     """What the coding order needs, as plain callables (no model classes).
@@ -233,22 +178,24 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
 
     def hyper(z_hat):
         coded = (z_hat.shape[1] * Z_STRIDE, z_hat.shape[2] * Z_STRIDE)
+        if tiles.tiled(coded, tiles.TILE):
+            return banded_hyper(net, z_hat)
         z = tiles.pad_to(z_hat, valid.bucket_hw(coded), Z_STRIDE)
-        return _hyper(net, jnp.asarray(z), tiles.coded(coded))
+        return jit_hyper(net, jnp.asarray(z), tiles.coded(coded))
 
     channel = {}  # group k -> its channel context, computed at the anchor stage
 
     def params(hyper, y_fixed, k, stage):
         _, h, w, _ = y_fixed.shape
         if tiles.tiled((h * Y_STRIDE, w * Y_STRIDE), tiles.TILE):
-            return _banded_params(net, hyper, y_fixed, k, stage)
+            return banded_params(net, hyper, y_fixed, k, stage)
         coded = tiles.coded((h * Y_STRIDE, w * Y_STRIDE))
         bucket = valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE))
         y = jnp.asarray(tiles.pad_to(y_fixed, bucket, Y_STRIDE))
         if stage == context.ANCHOR or k not in channel:
             channel.clear()
-            channel[k] = _channel_context(net, y, k, coded) if k else None
-        mu, idx = _stage_params(net, hyper, y, k, jnp.int32(stage), coded, channel[k])
+            channel[k] = jit_channel_context(net, y, k, coded) if k else None
+        mu, idx = jit_stage_params(net, hyper, y, k, jnp.int32(stage), coded, channel[k])
         return mu[:, :h, :w], idx[:, :h, :w]
 
     return LatentCoder(

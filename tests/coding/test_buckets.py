@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hific_diffusion.autoencoder import tiles, valid
-from hific_diffusion.coding import coding
+from hific_diffusion.coding import coding, params
 from hific_diffusion.coding.bitstream import BitstreamError
 
 
@@ -91,9 +91,9 @@ def test_twenty_sizes_compile_once_per_bucket(tiny_model, photo_list):
     assert len(buckets) <= 4 < len(set(coded))
     fns = {
         "analyze": tiles._analyze,
-        "hyper": coding._hyper,
-        "stage_params": coding._stage_params,
-        "channel_context": coding._channel_context,
+        "hyper": params.jit_hyper,
+        "stage_params": params.jit_stage_params,
+        "channel_context": params.jit_channel_context,
         "synthesize": tiles._synthesize,
     }
     before = {k: f._cache_size() for k, f in fns.items()}

@@ -217,16 +217,17 @@ def test_banded_integer_path_codes_the_same_bits(tiny_model, photo_list, monkeyp
     """Large images compute (mu, scale index) in bands of latent rows (flat
     memory); with the halo the bytes and latents are identical, without it not."""
     from hific_diffusion.autoencoder import tiles
+    from hific_diffusion.coding import params
 
     cm = coding.prepare(tiny_model)
     y, z = coding.analyze(cm, np.asarray(photo_list[0][:448, :320][None]))
     whole, y_hat, _ = coding.encode_analysis(coding.latent_coder(cm), y, z)
     monkeypatch.setattr(tiles, "tiled", lambda hw, tile: True)
-    monkeypatch.setattr(coding, "BAND", 4)  # 28 latent rows: 7 bands
+    monkeypatch.setattr(params, "BAND", 4)  # 28 latent rows: 7 bands
     banded, y_hat_banded, _ = coding.encode_analysis(coding.latent_coder(cm), y, z)
     assert banded == whole
     np.testing.assert_array_equal(y_hat_banded, y_hat)
     decoded, _ = coding.decode_sections(coding.latent_coder(cm), banded, (448, 320), cm.n, cm.m)
     np.testing.assert_array_equal(decoded, y_hat)
-    monkeypatch.setattr(coding, "HALO", 0)
+    monkeypatch.setattr(params, "HALO", 0)
     assert coding.encode_analysis(coding.latent_coder(cm), y, z)[0] != whole
