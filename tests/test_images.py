@@ -197,7 +197,9 @@ def test_animated_gif_gives_its_first_frame_with_a_one_line_warning(tmp_path):
         images.load(tmp_path / "still.gif")
 
 
-def test_large_pngs_are_written_row_block_by_row_block_with_the_same_pixels(tmp_path, monkeypatch):
+def test_large_pngs_are_written_row_block_by_row_block_with_the_same_pixels(
+    tmp_path, monkeypatch
+):
     """Above images.STREAM_PNG_ABOVE pixels save() streams the PNG (no Pillow
     copy of a large image); any PNG reader gets the same pixels back."""
     rng = np.random.default_rng(0)
