@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import threading
 import warnings
-import zlib
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -266,48 +264,13 @@ def save(path, image: np.ndarray) -> None:
     complete image or its previous content, never a partial file. The format
     follows the file extension (PNG if none known)."""
     path = os.fspath(path)
-    image = np.asarray(image, np.uint8)
+    img = Image.fromarray(np.asarray(image, np.uint8))
     fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
     try:
         with atomic.atomic_write(path) as f:
-            if fmt == "PNG" and image.shape[0] * image.shape[1] > STREAM_PNG_ABOVE:
-                write_png_rows(f, image)
-            else:
-                Image.fromarray(image).save(f, format=fmt)
+            img.save(f, format=fmt)
     except (OSError, ValueError) as e:
         raise ImageError(f"cannot write image {path}: {e}") from None
-
-
-# Pillow keeps RGB as 4 bytes a pixel, so saving copies a large image once
-# more (268 MB at 8192^2); above this many pixels PNGs are written row block
-# by row block instead (issue #18: flat decode memory). Same pixels.
-STREAM_PNG_ABOVE = 4096 * 4096
-
-
-def write_png_rows(f, image: np.ndarray, rows: int = 256) -> None:
-    """Writes uint8 HxWx3 to the binary file ``f`` as an 8-bit RGB PNG, a
-    block of ``rows`` rows at a time (filter "Up", zlib level 6), holding
-    only one block of filtered rows in memory."""
-    h, w = image.shape[:2]
-
-    def chunk(tag: bytes, data: bytes) -> None:
-        f.write(struct.pack(">I", len(data)) + tag + data)
-        f.write(struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
-
-    f.write(b"\x89PNG\r\n\x1a\n")
-    chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-    z = zlib.compressobj(6)
-    prev = np.zeros((1, w * 3), np.uint8)
-    for r in range(0, h, rows):
-        block = image[r : r + rows].reshape(-1, w * 3)
-        up = block - np.concatenate([prev, block[:-1]])  # uint8: modulo 256, as PNG's Up
-        filtered = np.concatenate([np.full((len(block), 1), 2, np.uint8), up], axis=1)
-        data = z.compress(filtered.tobytes())
-        if data:
-            chunk(b"IDAT", data)
-        prev = block[-1:]
-    chunk(b"IDAT", z.flush())
-    chunk(b"IEND", b"")
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int = 64) -> np.ndarray:

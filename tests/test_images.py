@@ -195,25 +195,3 @@ def test_animated_gif_gives_its_first_frame_with_a_one_line_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ImageWarning)  # a still GIF warns nothing
         images.load(tmp_path / "still.gif")
-
-
-def test_large_pngs_are_written_row_block_by_row_block_with_the_same_pixels(
-    tmp_path, monkeypatch
-):
-    """Above images.STREAM_PNG_ABOVE pixels save() streams the PNG (no Pillow
-    copy of a large image); any PNG reader gets the same pixels back."""
-    rng = np.random.default_rng(0)
-    smooth = np.linspace(0, 255, 301 * 203 * 3).reshape(301, 203, 3)
-    img = np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
-    monkeypatch.setattr(images, "STREAM_PNG_ABOVE", 0)
-    path = tmp_path / "big.png"
-    images.save(path, img)
-    with Image.open(path) as im:
-        im.verify()
-    with Image.open(path) as im:
-        assert im.mode == "RGB" and im.size == (203, 301)
-        np.testing.assert_array_equal(np.asarray(im), img)
-    # Blocks of 7 rows (several IDAT chunks, the Up filter across block borders).
-    with open(tmp_path / "blocks.png", "wb") as f:
-        images.write_png_rows(f, img, rows=7)
-    np.testing.assert_array_equal(images.load(tmp_path / "blocks.png"), img)
