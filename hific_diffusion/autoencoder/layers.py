@@ -202,19 +202,12 @@ class ResidualBottleneck(nnx.Module):
         return x + self.c3(h)
 
 
-class _ResidualUnit(nnx.Module):
-    """Residual unit of the simplified attention block (Cheng et al. 2020, Fig. 3)."""
-
-    def __init__(self, n: int, *, rngs: nnx.Rngs):
-        h = max(n // 2, 1)
-        self.c1 = Conv(n, h, 1, rngs=rngs)
-        self.c2 = Conv(h, h, 3, rngs=rngs)
-        self.c3 = Conv(h, n, 1, rngs=rngs)
+class _ResidualUnit(ResidualBottleneck):
+    """Residual unit of the simplified attention block (Cheng et al. 2020,
+    Fig. 3): the bottleneck block with a ReLU after the skip."""
 
     def __call__(self, x):
-        h = jax.nn.relu(self.c1(x))
-        h = jax.nn.relu(self.c2(h))
-        return jax.nn.relu(x + self.c3(h))
+        return jax.nn.relu(super().__call__(x))
 
 
 class Attention(nnx.Module):

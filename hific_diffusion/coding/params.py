@@ -63,14 +63,15 @@ BAND, HALO = 64, 8
 def banded_hyper(net, z_hat):
     """The integer h_s in bands of BAND // 4 z rows, HALO // 2 rows of halo
     (h_s reaches 2 z rows: two stride-2 5x5 transposed convolutions, one 3x3)."""
+    z_hat = np.asarray(z_hat)
     _, h, w, _ = z_hat.shape
-    band, halo = BAND // (Z_STRIDE // Y_STRIDE), HALO // 2
+    s = Z_STRIDE // Y_STRIDE  # latent rows per z row
+    band, halo = BAND // s, HALO // 2
     layout = ((band + 2 * halo) * Z_STRIDE, valid.bucket_side(w * Z_STRIDE))
-    s = Z_STRIDE // Y_STRIDE
     out = None
     for r0, r1, k0, k1 in tiles.tile_windows(h, band, halo):
         coded = tiles.coded(((r1 - r0) * Z_STRIDE, w * Z_STRIDE))
-        zb = jnp.asarray(tiles.pad_to(np.asarray(z_hat)[:, r0:r1], layout, Z_STRIDE))
+        zb = jnp.asarray(tiles.pad_to(z_hat[:, r0:r1], layout, Z_STRIDE))
         part = np.asarray(jit_hyper(net, zb, coded))
         if out is None:
             out = np.empty((1, h * s, part.shape[2], part.shape[3]), part.dtype)
