@@ -191,7 +191,7 @@ def latent_coder(cm: CodingModel) -> LatentCoder:
             return banded_params(net, hyper, y_fixed, k, stage)
         coded = tiles.coded((h * Y_STRIDE, w * Y_STRIDE))
         bucket = valid.bucket_hw((h * Y_STRIDE, w * Y_STRIDE))
-        y = jnp.asarray(tiles.pad_to(y_fixed, bucket, Y_STRIDE))
+        y = jnp.asarray(tiles.pad_to(y_fixed, bucket, Y_STRIDE).astype(np.int32))
         if stage == context.ANCHOR or k not in channel:
             channel.clear()
             channel[k] = jit_channel_context(net, y, k, coded) if k else None
@@ -213,11 +213,14 @@ def _run_stages(coder: LatentCoder, hyper, y_shape, code_stage):
 
     ``code_stage(k, sel, mu, idx) -> q`` codes (or decodes) the symbols of
     one stage: ``sel`` [h, w] marks its positions, ``mu`` (fixed point) and
-    ``idx`` are int32 [P, c_k]. Returns (y_hat float32, y_fixed int32).
+    ``idx`` are int32 [P, c_k]. Returns (y_hat float32, y_fixed int16: the
+    fixed-point latents saturate to [ACT_MIN, ACT_MAX], the int16 range; the
+    programs get them as int32).
     """
     _, h, w, m = y_shape
     f = coder.frac_bits
-    y_fixed = np.zeros((1, h, w, m), np.int32)
+    assert (intnet.ACT_MIN, intnet.ACT_MAX) == (-(1 << 15), (1 << 15) - 1)
+    y_fixed = np.zeros((1, h, w, m), np.int16)
     y_hat = np.zeros((1, h, w, m), np.float32)
     start = 0
     for k, c_k in enumerate(coder.groups):

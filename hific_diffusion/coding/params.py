@@ -1,7 +1,7 @@
 """The integer entropy parameters of coding (ELIC Eq. 6-8 in the integer
 path): h_s from z, then (mu, scale index) per group and stage, jitted at the
 bucket of the coded size (``valid.region`` masks the padding), or for large
-images in bands of latent rows with a halo (flat memory; exact, because the
+images in square windows with a halo (flat memory; exact, because the
 arithmetic is integer and the halo covers the context's reach)."""
 
 from __future__ import annotations
@@ -52,45 +52,61 @@ def jit_stage_params(net, hyper, y_fixed, k, stage, coded_hw, channel):
         return stage_params(net, hyper, y_fixed, k, stage, channel)
 
 
-# Large images: the integer (mu, scale index) in bands of BAND latent rows
-# with HALO rows of context each side (exact: integer arithmetic, and the halo
-# covers the context's reach: ELIC's channel context is three 5x5 convolutions,
-# 6 rows; its spatial context one 5x5, 2 rows; tests/coding/test_coding). Even
-# offsets keep the checkerboard's parity. Peak memory is one band's.
+# Large images: the integer (mu, scale index) in square windows of BAND
+# latents with HALO latents of context on every side (exact: integer
+# arithmetic, and the halo covers the context's reach: ELIC's channel context
+# is three 5x5 convolutions, 6 latents; its spatial context one 5x5, 2;
+# tests/coding/test_coding). Even offsets keep the checkerboard's parity.
+# Windows in both axes, so a window's program, and the peak memory, is the
+# same for every image width (bands of whole rows grew with the width).
 BAND, HALO = 64, 8
 
 
+def _int32(a) -> jax.Array:
+    """The programs take int32; large images keep their fixed-point arrays as
+    int16 (exact: saturated to [ACT_MIN, ACT_MAX] = the int16 range)."""
+    return jnp.asarray(np.asarray(a, np.int32))
+
+
+def _windows(h: int, w: int, band: int, halo: int):
+    for r in tiles.tile_windows(h, band, halo):
+        for c in tiles.tile_windows(w, band, halo):
+            yield r, c
+
+
 def banded_hyper(net, z_hat):
-    """The integer h_s in bands of BAND // 4 z rows, HALO // 2 rows of halo
-    (h_s reaches 2 z rows: two stride-2 5x5 transposed convolutions, one 3x3)."""
+    """The integer h_s in windows of BAND // 4 z latents, HALO // 2 of halo
+    (h_s reaches 2 z latents: two stride-2 5x5 transposed convolutions, one 3x3)."""
     z_hat = np.asarray(z_hat)
     _, h, w, _ = z_hat.shape
-    s = Z_STRIDE // Y_STRIDE  # latent rows per z row
+    s = Z_STRIDE // Y_STRIDE  # latents per z latent
     band, halo = BAND // s, HALO // 2
-    layout = ((band + 2 * halo) * Z_STRIDE, valid.bucket_side(w * Z_STRIDE))
+    side = (band + 2 * halo) * Z_STRIDE
     out = None
-    for r0, r1, k0, k1 in tiles.tile_windows(h, band, halo):
-        coded = tiles.coded(((r1 - r0) * Z_STRIDE, w * Z_STRIDE))
-        zb = jnp.asarray(tiles.pad_to(z_hat[:, r0:r1], layout, Z_STRIDE))
+    for (r0, r1, k0, k1), (c0, c1, j0, j1) in _windows(h, w, band, halo):
+        coded = tiles.coded(((r1 - r0) * Z_STRIDE, (c1 - c0) * Z_STRIDE))
+        zb = jnp.asarray(tiles.pad_to(z_hat[:, r0:r1, c0:c1], (side, side), Z_STRIDE))
         part = np.asarray(jit_hyper(net, zb, coded))
-        if out is None:
-            out = np.empty((1, h * s, part.shape[2], part.shape[3]), part.dtype)
-        out[:, k0 * s : k1 * s] = part[:, (k0 - r0) * s : (k1 - r0) * s]
+        if out is None:  # int16: every IntConv clips to [ACT_MIN, ACT_MAX] (exact)
+            out = np.empty((1, h * s, w * s, part.shape[3]), np.int16)
+        rows = slice((k0 - r0) * s, (k1 - r0) * s)
+        out[:, k0 * s : k1 * s, j0 * s : j1 * s] = part[:, rows, (j0 - c0) * s : (j1 - c0) * s]
     return out
 
 
 def banded_params(net, hyper, y_fixed, k, stage):
     _, h, w, _ = y_fixed.shape
-    layout = ((BAND + 2 * HALO) * Y_STRIDE, valid.bucket_side(w * Y_STRIDE))
+    side = (BAND + 2 * HALO) * Y_STRIDE
     hyper = np.asarray(hyper)
     c_k = net.context.groups[k]
     mu, idx = np.empty((2, 1, h, w, c_k), np.int32)
-    for r0, r1, k0, k1 in tiles.tile_windows(h, BAND, HALO):
-        coded = tiles.coded(((r1 - r0) * Y_STRIDE, w * Y_STRIDE))
-        y = jnp.asarray(tiles.pad_to(y_fixed[:, r0:r1], layout, Y_STRIDE))
-        hb = jnp.asarray(tiles.pad_to(hyper[:, r0:r1], layout, Y_STRIDE))
+    for (r0, r1, k0, k1), (c0, c1, j0, j1) in _windows(h, w, BAND, HALO):
+        coded = tiles.coded(((r1 - r0) * Y_STRIDE, (c1 - c0) * Y_STRIDE))
+        y = _int32(tiles.pad_to(y_fixed[:, r0:r1, c0:c1], (side, side), Y_STRIDE))
+        hb = _int32(tiles.pad_to(hyper[:, r0:r1, c0:c1], (side, side), Y_STRIDE))
         channel = jit_channel_context(net, y, k, coded) if k else None
         m, i = jit_stage_params(net, hb, y, k, jnp.int32(stage), coded, channel)
-        mu[:, k0:k1] = np.asarray(m)[:, k0 - r0 : k1 - r0, :w]
-        idx[:, k0:k1] = np.asarray(i)[:, k0 - r0 : k1 - r0, :w]
+        keep = (slice(None), slice(k0 - r0, k1 - r0), slice(j0 - c0, j1 - c0))
+        mu[:, k0:k1, j0:j1] = np.asarray(m)[keep]
+        idx[:, k0:k1, j0:j1] = np.asarray(i)[keep]
     return mu, idx

@@ -214,7 +214,7 @@ def test_real_bpp_matches_likelihood_after_longer_training(tiny_trainer):
 
 
 def test_banded_integer_path_codes_the_same_bits(tiny_model, photo_list, monkeypatch):
-    """Large images compute (mu, scale index) in bands of latent rows (flat
+    """Large images compute h_s and (mu, scale index) in square windows (flat
     memory); with the halo the bytes and latents are identical, without it not."""
     from hific_diffusion.autoencoder import tiles
     from hific_diffusion.coding import params
@@ -223,7 +223,7 @@ def test_banded_integer_path_codes_the_same_bits(tiny_model, photo_list, monkeyp
     y, z = coding.analyze(cm, np.asarray(photo_list[0][:448, :320][None]))
     whole, y_hat, _ = coding.encode_analysis(coding.latent_coder(cm), y, z)
     monkeypatch.setattr(tiles, "tiled", lambda hw, tile: True)
-    monkeypatch.setattr(params, "BAND", 4)  # 28 latent rows: 7 bands
+    monkeypatch.setattr(params, "BAND", 4)  # 28 x 20 latents: 7 x 5 windows
     banded, y_hat_banded, _ = coding.encode_analysis(coding.latent_coder(cm), y, z)
     assert banded == whole
     np.testing.assert_array_equal(y_hat_banded, y_hat)
