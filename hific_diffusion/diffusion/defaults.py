@@ -63,6 +63,11 @@ def diffusion_config() -> ml_collections.ConfigDict:
             # 0 is HFD's plain loss.
             perceptual_weight=0.0,
             perceptual_net="vgg16",
+            # Training draws t ~ U(lo, hi) (t = 1: pure noise for diffusion; t = 0:
+            # the flow's source). A sampler of few steps visits only large
+            # diffusion t (small flow t): e.g. (0.8, 1.0) for a 1-2 step
+            # diffusion decoder spends the training there. (0, 1) is HFD's.
+            train_t=(0.0, 1.0),
             unet=unet_config(),
             # "ddpm" (ancestral) | "ddim" for task diffusion; the flow always
             # uses "euler". Any other name is an error when the section is read

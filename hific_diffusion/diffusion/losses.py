@@ -46,6 +46,18 @@ def with_perceptual(loss, metrics, x_hat, x, cfg):
     return (1.0 - rho) * loss + rho * d, dict(metrics, loss=(1.0 - rho) * loss + rho * d, lpips=d)
 
 
+def train_times(rng, b: int, cfg):
+    """t ~ U(lo, hi) per example, ``(lo, hi) = cfg.train_t`` (0 <= lo < hi <= 1)."""
+    t_range = cfg.train_t
+    try:
+        lo, hi = (float(v) for v in t_range)
+    except (TypeError, ValueError):
+        raise LossConfigError(f"train_t must be two numbers (lo, hi), got {t_range!r}") from None
+    if not 0.0 <= lo < hi <= 1.0:  # NaN fails too
+        raise LossConfigError(f"train_t must satisfy 0 <= lo < hi <= 1, got {t_range!r}")
+    return jax.random.uniform(rng, (b,), minval=lo, maxval=hi)
+
+
 def to_model_space(x01):
     return 2.0 * jnp.asarray(x01, jnp.float32) - 1.0
 
@@ -113,7 +125,7 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
     x = to_diffusion_space(to_model_space(x01), c, cfg)
     b = x.shape[0]
     k_t, k_eps, k_drop = jax.random.split(rng, 3)
-    t = jax.random.uniform(k_t, (b,))
+    t = train_times(k_t, b, cfg)
     logsnr = schedules.logsnr_from_config(t, cfg)
     alpha, sigma = (a[:, None, None, None] for a in schedules.alpha_sigma(logsnr))
     eps = jax.random.normal(k_eps, x.shape)
@@ -148,7 +160,7 @@ def flow_loss(unet, x01, x_mse01, rng, cfg):
     x, c = to_model_space(x01), to_model_space(x_mse01)
     b = x.shape[0]
     k_t, k_eps, k_drop = jax.random.split(rng, 3)
-    t = jax.random.uniform(k_t, (b,))
+    t = train_times(k_t, b, cfg)
     z0 = flow_source(c, jax.random.normal(k_eps, x.shape), cfg.flow_noise)
     tb = t[:, None, None, None]
     z = P.flow_interpolate(z0, x, tb)

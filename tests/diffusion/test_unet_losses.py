@@ -246,3 +246,47 @@ def test_bad_perceptual_option_is_a_clear_error(field, value, match):
     x = jnp.zeros((1, 32, 32, 3))
     with pytest.raises(losses.LossConfigError, match=match):
         losses.diffusion_loss(_affine_model, x, x, jax.random.PRNGKey(0), cfg)
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "flow"])
+def test_train_t_limits_the_noise_levels_the_loss_trains(kind):
+    """``train_t = (lo, hi)``: every example's t lies in [lo, hi] (seen through
+    the log-SNR the network gets), and (0, 1) draws the same t as before."""
+    cfg = configs.load("tiny").diffusion
+    cfg.target = "image"
+    seen = []
+
+    def model(z, c, logsnr, training=True, dropout_rng=None):
+        seen.append(np.asarray(logsnr))
+        return jnp.zeros_like(z)
+
+    x = jnp.full((64, 8, 8, 3), 0.5)
+    loss_fn = getattr(losses, f"{kind}_loss")
+    to_cond = (
+        (lambda t: schedules.logsnr_from_config(t, cfg))
+        if kind == "diffusion"
+        else (lambda t: schedules.flow_logsnr(t, cfg.logsnr_min, cfg.logsnr_max))
+    )
+    full = to_cond(jnp.asarray([0.0, 1.0]))
+    loss_fn(model, x, x, jax.random.PRNGKey(1), cfg)
+    cfg.train_t = (0.8, 1.0)
+    loss_fn(model, x, x, jax.random.PRNGKey(1), cfg)
+    wide, narrow = seen
+    lo, hi = sorted(np.asarray(to_cond(jnp.asarray([0.8, 1.0]))))
+    assert np.all((narrow >= lo - 1e-4) & (narrow <= hi + 1e-4))
+    assert np.mean((wide >= lo) & (wide <= hi)) < 0.5  # the full range really is wider
+    assert not np.allclose(sorted(np.asarray(full)), (lo, hi))
+    # (0, 1) is the plain uniform draw: the same t as jax.random.uniform.
+    k_t = jax.random.split(jax.random.PRNGKey(1), 3)[0]
+    np.testing.assert_array_equal(wide, np.asarray(to_cond(jax.random.uniform(k_t, (64,)))))
+
+
+@pytest.mark.parametrize(
+    "value", [(0.5, 0.5), (-0.1, 1.0), (0.2, 1.5), (0.1,), (float("nan"), 1.0)]
+)
+def test_bad_train_t_is_a_clear_error(value):
+    cfg = configs.load("tiny").diffusion
+    cfg.train_t = value
+    x = jnp.zeros((1, 8, 8, 3))
+    with pytest.raises(losses.LossConfigError, match="train_t"):
+        losses.diffusion_loss(_affine_model, x, x, jax.random.PRNGKey(0), cfg)
