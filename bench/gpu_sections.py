@@ -47,7 +47,7 @@ PLANS = {
         decode=dict(config="hfd", set=[], hw=(1344, 2048), steps=None),
         memory=dict(config="hfd", sides=[1024, 2048, 4096], steps=1),
         crossdevice=dict(
-            bundle=None,  # the default model (hific_diffusion/assets/default_bundle)
+            bundle=None,  # the default model (hific_diffusion/assets/quality_2)
             photos=["astronaut", "chelsea", "coffee", "rocket"],
             crop=(296, 440),
         ),

@@ -9,7 +9,7 @@ CPU in about an hour with the project's own ``train`` command:
     python -m hific_diffusion.train --config=demo:flow --workdir=runs/demo/flow
     python -m hific_diffusion.export --workdir=runs/demo/autoencoder \\
         --workdir=runs/demo/diffusion --workdir=runs/demo/flow \\
-        --out=hific_diffusion/assets/default_bundle
+        --out=hific_diffusion/assets/quality_2
 
 (``scripts/train_demo.sh`` runs exactly these; ``MODEL_CARD.md`` records the run.)
 Stage 2 reads the stage-1 run from ``config.train.autoencoder_checkpoint``

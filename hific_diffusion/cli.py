@@ -1,9 +1,12 @@
 """``hific-diffusion``: compress images to .hfd files, decompress, inspect.
 
-    hific-diffusion compress IN OUT.hfd [--model BUNDLE]
+    hific-diffusion compress IN OUT.hfd [--quality 1|2|3 | --model BUNDLE]
     hific-diffusion decompress IN.hfd OUT.png [--decoder mse|diffusion|flow]
         [--steps N] [--seed S] [--noise-level X] [--tile T] [--overlap O]
     hific-diffusion info IN.hfd
+
+The quality is chosen at compress time (``hific_diffusion.installed``): a
+file names its model, and decompress finds the installed one that wrote it.
 
 IN may be a file, a directory or a glob; with more than one input OUT is a
 directory (created) and each output is named after its input. Every user
@@ -29,7 +32,7 @@ import warnings
 from collections.abc import Collection
 from pathlib import Path
 
-from hific_diffusion import atomic, errors, images
+from hific_diffusion import atomic, errors, images, installed
 from hific_diffusion.cache import enable_compilation_cache
 from hific_diffusion.coding import bitstream
 from hific_diffusion.errors import HfdError
@@ -118,16 +121,39 @@ def _one_line_warnings(default):
     return show
 
 
-def _load_codec(model: str | None):
+def _load_codec(model: str | None, quality: int | None = None):
     from hific_diffusion.bundle import BundleError
     from hific_diffusion.pipeline import Codec
 
     try:
-        return Codec.load(model)
+        return Codec.load(model, quality=quality)
     except BundleError as e:
         if model is None:
             raise BundleError(f"{e}; pass --model BUNDLE") from None
         raise
+
+
+class _CodecForFile:
+    """``--model`` if given, else the installed model that wrote each file
+    (by the header's fingerprint; one load per model)."""
+
+    def __init__(self, model: str | None):
+        self.model, self.loaded = model, {}
+
+    def __call__(self, data: bytes):
+        from hific_diffusion import installed
+        from hific_diffusion.pipeline import Codec
+
+        if self.model is not None:
+            key = None
+        else:
+            key = installed.bundle_for(bitstream.unpack(data)[0].fingerprint)
+        if key not in self.loaded:
+            if key is None and self.model is None:
+                self.loaded[key] = Codec.load_for(data)  # its one-line error
+            else:
+                self.loaded[key] = _load_codec(self.model) if key is None else Codec.load(key)
+        return self.loaded[key]
 
 
 def _progress(items, enabled: bool, desc: str):
@@ -156,12 +182,14 @@ def cmd_compress(args) -> int:
     from hific_diffusion.pipeline import MAX_STEPS_HINT
 
     _check_range("--steps", args.steps, 0, MAX_STEPS_HINT)
+    if args.quality is not None and args.model is not None:
+        raise errors.UsageError("give --model or --quality, not both")
     inputs, many = expand_inputs(args.input, images.IMAGE_SUFFIXES)
     outs = _outputs(inputs, many, args.output, ".hfd")
     _check_outputs(inputs, outs)
     # A bad image is reported before the slow model load.
     first = None if many else images.load(inputs[0])
-    codec = _load_codec(args.model)
+    codec = _load_codec(args.model, args.quality)
 
     def one(src, dst):
         x = first if first is not None else images.load(src)
@@ -184,13 +212,14 @@ def cmd_decompress(args) -> int:
     _check_outputs(inputs, outs)
     from hific_diffusion.pipeline import read_file
 
-    if not many:  # a bad bitstream is reported before the slow model load
-        bitstream.unpack(read_file(inputs[0]))
-    codec = _load_codec(args.model)
+    codec_for = _CodecForFile(args.model)
+    if not many:  # a bad bitstream, or a model not installed, before the slow work
+        codec_for(read_file(inputs[0]))
 
     def one(src, dst):
-        img = codec.decompress(
-            read_file(src),
+        data = read_file(src)
+        img = codec_for(data).decompress(
+            data,
             decoder=args.decoder,
             steps=args.steps,
             seed=args.seed,
@@ -231,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", help="inference bundle directory (default: the bundled model)")
+    common.add_argument(
+        "--model",
+        help="inference bundle directory (default: compress: the bundled model of --quality; "
+        "decompress: the installed model that wrote the file)",
+    )
 
     c = sub.add_parser("compress", parents=[common], help="image(s) -> .hfd")
     c.add_argument("input", help="image file, directory or glob")
@@ -244,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--steps", type=int, default=0, help="sampler steps hint (0: model default)")
     c.add_argument("--seed", type=int, default=0, help="sampler seed stored in the file")
+    c.add_argument(
+        "--quality",
+        type=int,
+        choices=installed.QUALITIES,
+        default=None,
+        help=f"bundled model, low to high rate (default {installed.DEFAULT_QUALITY})",
+    )
     c.set_defaults(fn=cmd_compress)
 
     d = sub.add_parser("decompress", parents=[common], help=".hfd -> image(s)")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from hific_diffusion import container
+from hific_diffusion import container, installed
 from hific_diffusion.coding import bitstream
 from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
@@ -168,17 +168,22 @@ class Codec:
         return cls(config, autoencoder, decoders=decoders)
 
     @classmethod
-    def load(cls, path=None) -> Codec:
-        """A bundle directory, a training workdir, or (``None``) the default model.
+    def load(cls, path=None, *, quality: int | None = None) -> Codec:
+        """A bundle directory, a training workdir, an installed ``quality``
+        level (``installed.QUALITIES``), or (neither) the default model.
 
-        The default is ``$HFD_DEFAULT_BUNDLE`` or the bundle shipped in
-        ``hific_diffusion/assets/default_bundle``; without one, a
-        ``bundle.BundleError`` says so, as it does for a directory that is
-        neither a bundle (no ``manifest.json``) nor a workdir (no ``checkpoints/``).
+        The default is ``$HFD_DEFAULT_BUNDLE`` or the shipped bundle of
+        ``installed.DEFAULT_QUALITY``; without one, a ``bundle.BundleError``
+        says so, as it does for a directory that is neither a bundle (no
+        ``manifest.json``) nor a workdir (no ``checkpoints/``).
         """
         bundle = _bundle()
+        if quality is not None:
+            if path is not None:
+                raise CodecError("give a model path or a quality level, not both")
+            return cls.from_bundle(installed.quality_path(quality))
         if path is None:
-            path = default_bundle_path()
+            path = installed.default_bundle_path()
             if not (path / "manifest.json").is_file():
                 raise bundle.BundleError(f"no default model installed (looked in {path})")
         path = Path(path)
@@ -191,6 +196,20 @@ class Codec:
             f"{path} is neither a model bundle (no manifest.json) nor a training "
             f"workdir (no checkpoints/){empty}"
         )
+
+    @classmethod
+    def load_for(cls, data: bytes) -> Codec:
+        """The installed model that wrote ``data`` (found by the header's
+        fingerprint; ``BitstreamError`` for bytes that are not a valid file,
+        ``BundleError`` when no installed model wrote it)."""
+        header, _ = bitstream.unpack(data)
+        path = installed.bundle_for(header.fingerprint)
+        if path is None:
+            raise _bundle().BundleError(
+                f"no installed model wrote this file (model {header.fingerprint.hex()}; "
+                f"installed qualities: {list(installed.installed_qualities())})"
+            )
+        return cls.from_bundle(path)
 
     def models(self) -> dict:
         """``{model name: (config section, nnx.State)}``: what a bundle stores
@@ -325,13 +344,12 @@ def _check_decoder_name(decoder) -> None:
         raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
 
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
-DEFAULT_BUNDLE_ENV = "HFD_DEFAULT_BUNDLE"  # overrides DEFAULT_BUNDLE when set
+DEFAULT_BUNDLE = installed.quality_dir(installed.DEFAULT_QUALITY)  # the shipped default
 
 
 def default_bundle_path() -> Path:
     """Where the default model lives: ``$HFD_DEFAULT_BUNDLE`` or the shipped bundle."""
-    return Path(os.environ.get(DEFAULT_BUNDLE_ENV) or DEFAULT_BUNDLE)
+    return installed.default_bundle_path()
 
 
 def read_file(path) -> bytes:

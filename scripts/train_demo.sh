@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/demo}
-BUNDLE=${BUNDLE:-hific_diffusion/assets/default_bundle}
+BUNDLE=${BUNDLE:-hific_diffusion/assets/quality_2}
 PY=${PYTHON:-python}
 STAGES=${STAGES:-"autoencoder stage2 export eval card"}
 mkdir -p "$RUNS"

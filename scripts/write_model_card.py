@@ -1,7 +1,7 @@
 """Writes MODEL_CARD.md and the bundle's model_card.json from a finished demo run.
 
     python scripts/write_model_card.py --runs=runs/demo --eval=runs/demo/eval \\
-        --bundle=hific_diffusion/assets/default_bundle
+        --bundle=hific_diffusion/assets/quality_2
 
 Reads the training workdirs (config, metrics.jsonl, ``<task>.seconds`` written
 by scripts/train_demo.sh), the evaluation's per_image.json / summary.json, and
@@ -106,7 +106,7 @@ def markdown(card: dict) -> str:
     lines = [
         "# Model card: the bundled default model",
         "",
-        "`hific_diffusion/assets/default_bundle` is what `hific-diffusion compress` and",
+        "`hific_diffusion/assets/quality_2` is what `hific-diffusion compress` and",
         "`python -m hific_diffusion.eval --config=demo` use when no model is given. It is a",
         "*demonstration* model: small, trained for about half an hour per stage on a",
         "2-core CPU on a dozen photos, so that a newcomer can see the whole codec work with",
@@ -224,7 +224,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/demo")
     ap.add_argument("--eval", default="runs/demo/eval")
-    ap.add_argument("--bundle", default="hific_diffusion/assets/default_bundle")
+    ap.add_argument("--bundle", default="hific_diffusion/assets/quality_2")
     ap.add_argument("--out", default="MODEL_CARD.md")
     ap.add_argument("--hardware", default=None, help="default: this machine's CPU")
     ap.add_argument("--commit", default=None, help="commit the model was trained at")
