@@ -21,7 +21,7 @@ from flax import nnx
 from hific_diffusion.diffusion import patches, samplers
 
 
-def _denoiser(graphdef, state, cond, layout, chunk):
+def denoiser(graphdef, state, cond, layout, chunk):
     model = nnx.merge(graphdef, state)
 
     def predict(z, logsnr):
@@ -44,7 +44,7 @@ def run_steps(graphdef, state, z, cond, key, start, stop, noise_level, known=Non
     compiled loop. ``known = (x_known, mask, z0)``: pixels to keep, and the
     flow's source state ``z0`` (the state at step 0) that their path starts from.
     """
-    predict = _denoiser(graphdef, state, cond, layout, spec.tile_chunk)
+    predict = denoiser(graphdef, state, cond, layout, spec.tile_chunk)
     if spec.kind == "flow":
         return samplers.euler_flow_steps(
             predict, z, start, stop, steps=spec.steps, cond=spec.flow_cond, known=known
