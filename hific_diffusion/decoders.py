@@ -66,12 +66,17 @@ def check_model(name: str, section) -> None:
 
 def side_kinds(codec, decoders, hint: str) -> tuple[str, ...]:
     """The side-information kinds ``compress(decoders=..., decoder=hint)``
-    writes, checked against what the Codec can run (CodecError)."""
+    writes, checked against what the Codec can run (CodecError). The hint
+    alone may name a decoder this model lacks (another may decode the file),
+    unless it needs side information."""
     if isinstance(decoders, str):
         decoders = (decoders,)
+    if not isinstance(decoders, tuple | list):
+        raise CodecError(f"decoders must be a list of decoder names, got {decoders!r}")
     names = list(decoders) + [hint]
     for d in names:
         check_name(d)
+    names = list(decoders) + ([hint] if hint in NEEDS else [])
     missing = [d for d in names if d not in codec.decoders]
     if missing:
         raise CodecError(

@@ -244,8 +244,8 @@ class UNet(nnx.Module):
             or (z_t.shape[-1], x_mse.shape[-1]) != (3, c)
         ):
             raise UNetInputError(
-                f"expected z_t [B, H, W, 3] and x_mse [B, H, W, {c}] (side_channels="
-                f"{self.side_channels}), got {z_t.shape}, {x_mse.shape}"
+                f"expected z_t [B, H, W, 3] and x_mse of equal shape but {c} channels (x_mse, "
+                f"then side_channels={self.side_channels}), got {z_t.shape}, {x_mse.shape}"
             )
         m = 2 ** (self.cfg_levels - 1)
         if z_t.shape[1] % m or z_t.shape[2] % m:
