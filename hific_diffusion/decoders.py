@@ -173,14 +173,19 @@ def generate(codec, decoder: str, header, x_mse, kw: dict, extra: dict, gamma_sc
 def check_sampler_args(codec, decoder: str, header, kw: dict, extra: dict) -> None:
     """The sampler arguments ``kw`` fit ``decoder`` and the file (before the
     latents are decoded). CorrDiff replays the encoder's sampler: its step
-    count is the number of factors, and noise level and tiling stay the
-    model's (the factors were fitted to that trajectory)."""
+    count is the number of factors, its seed the file's, and noise level
+    and tiling the model's (the factors were fitted to that trajectory)."""
     from hific_diffusion.diffusion import corrdiff, decode  # on use, as above
 
     gen = codec.generative[MODEL[decoder]]
     if decoder != "corrdiff":
         decode.check_args(gen.config, KIND[MODEL[decoder]], **kw)
         return
+    if kw["seed"] != header.seed:
+        raise CodecError(
+            f"corrdiff replays the sampler the encoder ran: seed must stay {header.seed} "
+            f"(the file's), got {kw['seed']}"
+        )
     for name in ("noise_level", "tile", "overlap"):
         if kw[name] is not None and kw[name] != gen.config[name]:
             raise CodecError(

@@ -62,8 +62,8 @@ def test_bundle_is_small_enough_to_ship(card):
     )
 
 
-def test_bundle_has_all_three_decoders(codec):
-    assert codec.decoders == ("mse", "diffusion", "flow")
+def test_bundle_has_all_three_decoders_and_corrdiff_on_the_diffusion_one(codec):
+    assert codec.decoders == ("mse", "diffusion", "flow", "corrdiff")
 
 
 def test_heldout_bpp_and_mse_psnr_match_the_model_card(card, codec, coded):

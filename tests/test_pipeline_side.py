@@ -145,6 +145,8 @@ def test_corrdiff_refuses_another_sampler_than_its_encoders(codec, coded):
     _, _, data = coded["coffee"]
     with pytest.raises(CodecError, match="16 factors.*got 4 steps"):
         codec.decompress(data, decoder="corrdiff", steps=4)
+    with pytest.raises(CodecError, match="seed must stay 3"):
+        codec.decompress(data, decoder="corrdiff", seed=4)
     with pytest.raises(CodecError, match="tile must stay 64"):
         codec.decompress(data, decoder="corrdiff", tile=32)
     with pytest.raises(CodecError, match="gamma_scale must be a number in"):

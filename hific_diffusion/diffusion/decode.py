@@ -8,7 +8,9 @@ image is padded (edge) to a multiple of the U-Net's downsampling factor,
 sampled in [-1, 1] model space with the U-Net applied tile-wise at every step
 (``stepper``: all tiles together, "overlap", or in groups, ``grouped``),
 cropped back and mapped to [0, 1]. All steps run inside one compiled
-function; with a progress bar the same compiled function runs chunks of steps.
+function (the diffusion decoder's in overlap mode is ``corrdiff.run_steps``
+with every factor 0); with a progress bar the same compiled function runs
+chunks of steps. ``start`` and ``finish`` are shared with ``corrdiff``.
 """
 
 from __future__ import annotations

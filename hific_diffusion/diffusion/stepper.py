@@ -1,4 +1,8 @@
-"""The one compiled sampling loop, shared by both tile modes of ``decode``.
+"""The compiled sampling loop of the flow and of grouped tiles (``decode``).
+
+(The diffusion decoder in overlap mode runs ``corrdiff.run_steps``: the same
+``samplers.diffusion_steps`` with CorrDiff's correction, every factor 0, so
+that the corrdiff decoder with factor 0 gives its bits.)
 
 ``run_steps`` runs steps ``start..stop-1`` of the sampler a ``decode.SamplerSpec``
 describes (diffusion: ``samplers.diffusion_steps`` with the spec's log-SNR
