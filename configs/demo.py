@@ -20,10 +20,10 @@ from hific_diffusion import configs
 
 # Steps per task, sized for ~35 min each on 2 CPU cores (stage 2: the two
 # decoders side by side, one core each).
-STEPS = {"autoencoder": 1500, "diffusion": 2000, "flow": 2000}
+STEPS = {"autoencoder": 1500, "diffusion": 2000, "flow": 2000, "hfdplus": 2000}
 # Stage 2 trains on 64 px crops (4x cheaper than 128 on a CPU) and decodes in
 # 64 px tiles, the size it was trained at.
-CROP = {"autoencoder": 128, "diffusion": 64, "flow": 64}
+CROP = {"autoencoder": 128, "diffusion": 64, "flow": 64, "hfdplus": 64}
 
 
 def get_config(arg: str = "autoencoder"):
@@ -47,6 +47,8 @@ def get_config(arg: str = "autoencoder"):
     config.diffusion.unet.norm_groups = 8
     config.diffusion.unet.resolution = 64
     config.diffusion.unet.compute_dtype = "float32"  # CPU: bf16 is emulated and slower
+    # demo:hfdplus: HFD+, the diffusion decoder also given the residual-energy map.
+    config.diffusion.unet.side_channels = 3 if arg == "hfdplus" else 0
     # The diffusion decoder models the image (the paper's target). A retrain
     # with diffusion.target = "residual" (same steps) had better held-out
     # LPIPS (0.577 vs 0.609) but added almost no texture (less high-frequency

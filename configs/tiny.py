@@ -19,6 +19,7 @@ def get_config(arg: str = "autoencoder"):
     config.diffusion.unet.attn_resolutions = (16,)
     config.diffusion.unet.resolution = 32
     config.diffusion.unet.compute_dtype = "float32"
+    config.diffusion.unet.side_channels = 3 if arg == "hfdplus" else 0
     config.diffusion.steps = 4
     config.diffusion.tile = 32
     config.diffusion.overlap = 8

@@ -53,7 +53,12 @@ WHAT = "model bundle"  # in messages
 # one bitstream headers use), and the kind of experiment-config section each
 # is built and run from. A new decoder kind adds its name here (and its module
 # in ``models.py``).
-SECTIONS = {"autoencoder": "model", "diffusion": "diffusion", "flow": "diffusion"}
+SECTIONS = {
+    "autoencoder": "model",
+    "diffusion": "diffusion",
+    "flow": "diffusion",
+    "hfdplus": "diffusion",
+}
 DEFAULTS = {"model": model_config, "diffusion": diffusion_config}
 # Version 1: one config.json for all models; their weights files.
 V1_WEIGHTS = {

@@ -1,8 +1,9 @@
 """``hific-diffusion``: compress images to .hfd files, decompress, inspect.
 
-    hific-diffusion compress IN OUT.hfd [--quality 1|2|3 | --model BUNDLE]
-    hific-diffusion decompress IN.hfd OUT.png [--decoder mse|diffusion|flow]
-        [--steps N] [--seed S] [--noise-level X] [--tile T] [--overlap O]
+    hific-diffusion compress IN OUT.hfd [--quality 1|2|3 | --model BUNDLE] [--for corrdiff,hfdplus]
+    hific-diffusion decompress IN.hfd OUT.png
+        [--decoder mse|diffusion|flow|corrdiff|hfdplus] [--steps N] [--seed S]
+        [--noise-level X] [--tile T] [--overlap O] [--gamma-scale G]
     hific-diffusion info IN.hfd
 
 The quality is chosen at compress time (``hific_diffusion.installed``): a
@@ -178,22 +179,42 @@ def _run_many(pairs, many, desc, fn, progress=True) -> int:
     return status
 
 
+def _decoder_list(text: str) -> tuple[str, ...]:
+    """``--for a,b`` -> ("a", "b"), each a known decoder name."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise CliError("--for needs decoder names, e.g. --for corrdiff,hfdplus")
+    for n in names:
+        if n not in bitstream.DECODERS:
+            raise CliError(
+                f"--for: unknown decoder {n!r}; choose from {', '.join(bitstream.DECODERS)}"
+            )
+    return names
+
+
 def cmd_compress(args) -> int:
     from hific_diffusion.pipeline import MAX_STEPS_HINT
 
     _check_range("--steps", args.steps, 0, MAX_STEPS_HINT)
     if args.quality is not None and args.model is not None:
         raise errors.UsageError("give --model or --quality, not both")
+    for_ = _decoder_list(args.for_) if args.for_ is not None else ()
     inputs, many = expand_inputs(args.input, images.IMAGE_SUFFIXES)
     outs = _outputs(inputs, many, args.output, ".hfd")
     _check_outputs(inputs, outs)
     # A bad image is reported before the slow model load.
     first = None if many else images.load(inputs[0])
     codec = _load_codec(args.model, args.quality)
+    # A decoder the model lacks is reported before any image is coded.
+    from hific_diffusion import decoders
+
+    decoders.side_kinds(codec, for_, args.decoder)
 
     def one(src, dst):
         x = first if first is not None else images.load(src)
-        data = codec.compress(x, decoder=args.decoder, steps=args.steps, seed=args.seed)
+        data = codec.compress(
+            x, decoder=args.decoder, steps=args.steps, seed=args.seed, decoders=for_
+        )
         atomic.write_bytes(dst, data)
         if not many:
             print(f"{dst}: {len(data)} bytes, {bitstream.real_bpp(data):.4f} bpp")
@@ -207,6 +228,9 @@ def cmd_decompress(args) -> int:
     _check_range("--noise-level", args.noise_level, 0.0, 1.0)
     _check_range("--tile", args.tile, 0)
     _check_range("--overlap", args.overlap, 0)
+    _check_range("--gamma-scale", args.gamma_scale, 0.0, 1.0)
+    if args.gamma_scale is not None and args.decoder not in (None, "corrdiff"):
+        raise CliError("--gamma-scale applies to --decoder corrdiff only")
     inputs, many = expand_inputs(args.input, {".hfd"})
     outs = _outputs(inputs, many, args.output, ".png")
     _check_outputs(inputs, outs)
@@ -227,6 +251,7 @@ def cmd_decompress(args) -> int:
             tile=args.tile,
             overlap=args.overlap,
             progress=args.progress and not many,
+            gamma_scale=args.gamma_scale,
         )
         images.save(dst, img)
 
@@ -241,11 +266,13 @@ def cmd_info(args) -> int:
     def one(src, _):
         data = read_file(src)
         h, sections = bitstream.unpack(data)
+        side = ", ".join(f"{s.kind} v{s.version} {len(s.payload)} bytes" for s in h.side)
         print(
             f"{src}: {h.width}x{h.height} pixels, {len(data)} bytes, "
             f"{bitstream.real_bpp(data, h.height, h.width):.4f} bpp (real), format v{h.version}, "
             f"decoder={h.decoder}, steps={h.steps or 'default'}, seed={h.seed}, "
-            f"model={h.fingerprint.hex()}, sections={[len(s) for s in sections]}"
+            f"model={h.fingerprint.hex()}, sections={[len(s) for s in sections]}, "
+            f"side information: {side or 'none'}"
         )
 
     return _run_many([(f, None) for f in inputs], many, "info", one, progress=False)
@@ -272,8 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--decoder",
         default="mse",
-        choices=("mse", "diffusion", "flow"),
-        help="default decoder stored in the file (a hint)",
+        choices=bitstream.DECODERS,
+        help="default decoder stored in the file (a hint; corrdiff and hfdplus add "
+        "their side information)",
+    )
+    c.add_argument(
+        "--for",
+        dest="for_",
+        metavar="DECODERS",
+        help="comma-separated decoders to write side information for: corrdiff (16 bits a "
+        "sampler step; compressing runs the diffusion sampler), hfdplus (an energy map)",
     )
     c.add_argument("--steps", type=int, default=0, help="sampler steps hint (0: model default)")
     c.add_argument("--seed", type=int, default=0, help="sampler seed stored in the file")
@@ -291,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("output", help="OUT.png, or a directory for several inputs")
     d.add_argument(
         "--decoder",
-        choices=("mse", "diffusion", "flow"),
+        choices=bitstream.DECODERS,
         default=None,
         help="default: the one stored in the file",
     )
@@ -300,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--noise-level", type=float, default=None)
     d.add_argument("--tile", type=int, default=None)
     d.add_argument("--overlap", type=int, default=None)
+    d.add_argument(
+        "--gamma-scale",
+        type=float,
+        default=None,
+        help="corrdiff: scale of the transmitted factors in [0, 1] (0: as diffusion, "
+        "default 1: as fitted)",
+    )
     d.add_argument("--progress", action="store_true", help="show sampler progress")
     d.set_defaults(fn=cmd_decompress)
 

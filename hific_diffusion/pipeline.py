@@ -1,14 +1,17 @@
 """``Codec``: the one place that turns images into ``.hfd`` bytes and back.
 
-HFD (arXiv 2305.18231) Sec. 3: the MSE autoencoder alone decides the bits;
-the decoder side chooses how to render them: the MSE reconstruction, a
-conditional diffusion model or a rectified flow conditioned on it. Evaluation,
+HFD (arXiv 2305.18231) Sec. 3: the MSE autoencoder alone decides the bits of
+the latents; the decoder side chooses how to render them: the MSE
+reconstruction, a conditional diffusion model or a rectified flow conditioned
+on it. Two decoders also read side information the encoder wrote for them
+(``decoders.py``): HFD+ (an energy map) and CorrDiff (a factor per step). Evaluation,
 export and the CLI all call this class; nothing re-implements compress or
 decompress on the side (DESIGN.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -17,21 +20,19 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from hific_diffusion import container, installed
+from hific_diffusion import container, images, installed
+from hific_diffusion import decoders as decoders_
 from hific_diffusion.coding import bitstream
 from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  # noqa: F401 (API)
+from hific_diffusion.decoders import CodecError  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
-GENERATIVE = ("diffusion", "flow")
+GENERATIVE = ("diffusion", "flow", "hfdplus")  # the generative models a Codec can hold
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
 if TYPE_CHECKING:
     import ml_collections
-
-
-class CodecError(HfdError, ValueError):
-    """A request the Codec cannot serve (e.g. a decoder it was built without)."""
 
 
 class GenerativeDecoder(NamedTuple):
@@ -87,8 +88,9 @@ class Codec:
       tables: the entropy-coding tables ``{"z", "y"}`` the model was exported
         with (a bundle's); ``None`` derives them from the weights
         (``tables.derive_tables``).
-      decoders: ``{name: (config section, module)}``: generative decoders
-        ("diffusion", "flow"), each with its own ``diffusion`` config section.
+      decoders: ``{name: (config section, module)}``: generative models
+        ("diffusion", "flow", "hfdplus"), each with its own ``diffusion``
+        config section. ``corrdiff`` runs the diffusion model.
     """
 
     def __init__(
@@ -112,9 +114,10 @@ class Codec:
 
             for name, (section, _) in decoders.items():
                 try:
-                    decode.check_args(section, name)
+                    decode.check_args(section, decoders_.KIND[name])
                 except HfdError as e:
                     raise CodecError(f"{name} decoder config: {e}") from None
+                decoders_.check_model(name, section)
         # name -> GenerativeDecoder, in GENERATIVE order.
         self.generative = {
             name: GenerativeDecoder(decoders[name][0], *_split_module(decoders[name][1]))
@@ -221,8 +224,8 @@ class Codec:
 
     @property
     def decoders(self) -> tuple[str, ...]:
-        """Decoders this Codec can run."""
-        return ("mse",) + tuple(self.generative)
+        """Decoders this Codec can run (corrdiff whenever it has diffusion)."""
+        return decoders_.available(self.generative)
 
     def model_digest(self) -> str:
         """Hex sha256 of everything that decides this Codec's outputs: the
@@ -243,13 +246,18 @@ class Codec:
         return self._digest
 
     # ------------------------------------------------------------- compressing
-    def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0) -> bytes:
+    def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0,
+                 decoders=()) -> bytes:  # fmt: skip
         """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes.
 
         ``decoder``, ``steps`` (0: the model's default) and ``seed`` are hints
-        stored in the header; they cost no bits of image content.
+        stored in the header; they cost no bits of image content. ``decoders``:
+        names of decoders to write side information for (corrdiff, hfdplus;
+        the others need none), as is the ``decoder`` hint's; each must be one
+        this model has. Side information counts in the file's bytes (real bpp).
+        CorrDiff's encoder runs the diffusion sampler (as slow as decoding).
         """
-        _check_decoder_name(decoder)
+        kinds = decoders_.side_kinds(self, decoders, decoder)
         steps = 0 if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
             raise CodecError(f"steps must be an integer, got {steps!r}")
@@ -259,10 +267,15 @@ class Codec:
             )
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise CodecError(f"seed must be an integer, got {seed!r}")
+        decoders_.check_sampling(self, kinds, steps, int(seed) % (1 << 32))
         code = functools.partial(_coding().compress_latents, self.coding)
-        return self._container.encode(
-            image, code, decoder=decoder, steps=steps, seed=seed, uint8=True
-        )
+        x = images.as_uint8_rgb(image) if kinds else image
+        data = self._container.encode(x, code, decoder=decoder, steps=steps, seed=seed, uint8=True)
+        if not kinds:
+            return data
+        header, sections = bitstream.unpack(data)
+        side = decoders_.make_side(self, kinds, x, data)
+        return bitstream.pack(dataclasses.replace(header, side=side), sections)
 
     def estimate_bpp(self, image) -> float:
         """Likelihood estimate of the bits per original pixel (no header)."""
@@ -293,30 +306,33 @@ class Codec:
         tile: int | None = None,
         overlap: int | None = None,
         progress: bool = False,
+        gamma_scale: float | None = None,
     ) -> np.ndarray:
         """``.hfd`` bytes -> uint8 HxWx3.
 
         ``decoder=None`` uses the header's hint; any other value must be one
-        of "mse", "diffusion", "flow" (exactly; else ``CodecError``).
-        ``seed=None`` uses the header's seed, so the same bytes give the same
-        image on the same platform; ``steps=None`` the header's hint, else the
-        decoder's config. Every argument is checked before any decoding.
+        of ``bitstream.DECODERS`` (exactly; else ``CodecError``), and one the
+        file has the side information for (corrdiff, hfdplus; else
+        ``CodecError``). ``seed=None`` uses the header's seed, so the same
+        bytes give the same image on the same platform; ``steps=None`` the
+        header's hint, else the decoder's config. ``gamma_scale`` (corrdiff
+        only, in [0, 1], default 1) scales CorrDiff's factors: 0 decodes as
+        the diffusion decoder. Every argument is checked before any decoding.
         """
         if decoder is not None:
-            _check_decoder_name(decoder)
+            decoders_.check_name(decoder)
+        decoders_.check_gamma_scale(decoder, gamma_scale)
         header, sections = self.read_header(data)
         decoder = header.decoder if decoder is None else decoder
+        decoders_.check_gamma_scale(decoder, gamma_scale)
         if decoder == "mse":
             # uint8 straight from g_s, tile by tile: no float image of its size.
             return self._decode_mse(header, sections, uint8=True)[0]
-        gen = self.generative.get(decoder)
-        if gen is None:
+        if decoder not in self.decoders:
             raise CodecError(
                 f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
             )
-        # On use: the sampler's modules import flax and jax.
-        from hific_diffusion.diffusion import decode
-
+        extra = decoders_.read_side(self, decoder, header)
         # None falls back to the header's hints, then to the decoder's config.
         kw = dict(
             steps=steps if steps is not None else (header.steps or None),
@@ -326,22 +342,14 @@ class Codec:
             overlap=overlap,
         )
         try:
-            decode.check_args(gen.config, decoder, **kw)
+            decoders_.check_sampler_args(self, decoder, header, kw, extra)
             x_mse = self._decode_mse(header, sections)
-            out = decode.generate(
-                gen.graphdef, gen.state, x_mse, kind=decoder, cfg=gen.config, progress=progress,
-                **kw,
-            )  # fmt: skip
-        except BitstreamError:
+            out = decoders_.generate(self, decoder, header, x_mse, kw, extra, gamma_scale, progress)
+        except (BitstreamError, CodecError):
             raise
         except HfdError as e:  # GenerateError, TilingError; a bare ValueError is a bug
             raise CodecError(f"{decoder} decoder: {e}") from None
         return container.to_uint8(out)
-
-
-def _check_decoder_name(decoder) -> None:
-    if not isinstance(decoder, str) or decoder not in bitstream.DECODERS:
-        raise CodecError(f"unknown decoder {decoder!r}; choose mse, diffusion or flow")
 
 
 DEFAULT_BUNDLE = installed.quality_dir(installed.DEFAULT_QUALITY)  # the shipped default

@@ -40,7 +40,7 @@ def test_header_seed_and_decoder_hint_drive_decoding(codec, data):
 def test_flow_decoder_returns_the_original_shape(codec, data):
     out = codec.decompress(data, decoder="flow", steps=2)
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8
-    assert codec.decoders == ("mse", "diffusion", "flow")
+    assert codec.decoders == ("mse", "diffusion", "flow", "corrdiff")
 
 
 def test_bad_sampler_arguments_are_codec_errors(codec, data):

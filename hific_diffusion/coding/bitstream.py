@@ -4,8 +4,9 @@ Layout (all integers little-endian)::
 
     offset  size  field
     0       4     magic b"\\x89HFD"
-    4       1     format version (FORMAT_VERSION)
-    5       1     default decoder (0 mse, 1 diffusion, 2 flow)
+    4       1     format version: 1 without side information, 2 with it
+    5       1     default decoder (an index into DECODERS: 0 mse, 1 diffusion,
+                  2 flow, 3 corrdiff, 4 hfdplus; new names are only appended)
     6       2     sampler steps hint (0: the model's default)
     8       4     sampler seed
     12      2     original height H (1..MAX_SIDE)
@@ -13,9 +14,19 @@ Layout (all integers little-endian)::
     16      8     model fingerprint (first 8 bytes of sha256 of the model's fingerprint)
     24      1     number of sections n (<= MAX_SECTIONS)
     25      ...   n section lengths, unsigned LEB128 varints
-    ...     ...   the sections, concatenated
+    (version 2 only)
+    ...     1     number of side-information sections m (1..MAX_SIDE_SECTIONS)
+    ...     ...   m entries: type tag (1 byte, SIDE_TYPES), the type's own
+                  payload version (1 byte), payload length (varint)
+    ...     ...   the sections, concatenated, then the m side payloads
     end-4   4     CRC32 of every preceding byte
 
+Side information (``SideInfo``: HFD+'s residual-energy map, CorrDiff's
+correction factors) is what one generative decoder needs besides the latents;
+the container only frames it: a type it does not know is an error, each
+payload is parsed (and its version checked) by ``coding/sideinfo.py``. A file
+without side information is written in version 1, byte for byte as before
+side information existed, so every reader of version 1 still reads it.
 Real bpp counts all of it (DESIGN.md): ``len(data) * 8 / (H * W)``.
 Every failure to read raises ``BitstreamError`` with a one-line message and
 nothing is allocated in proportion to a header field before it is checked.
@@ -31,7 +42,8 @@ import zlib
 from hific_diffusion.errors import HfdError
 
 MAGIC = b"\x89HFD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version written; READ_VERSIONS are read
+READ_VERSIONS = (1, 2)
 # The one size limit of the project (README "Image rules"): 1..MAX_SIDE pixels
 # per side (what the header's 16-bit fields carry) and at most MAX_PIXELS in
 # all (2**28, e.g. 16384 x 16384: beyond it decoding would need tens of GB).
@@ -39,7 +51,11 @@ MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 64
 FINGERPRINT_BYTES = 8
-DECODERS = ("mse", "diffusion", "flow")
+# The header's decoder byte is an index into this tuple: append, never reorder.
+DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus")
+# Side-information types by tag; a tag is never reused for another meaning.
+SIDE_TYPES = {1: "corrdiff", 2: "hfdplus"}
+MAX_SIDE_SECTIONS = 16
 
 _FIXED = struct.Struct("<4sBBHIHH8sB")
 _CRC_BYTES = 4
@@ -50,8 +66,29 @@ class BitstreamError(HfdError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class SideInfo:
+    """One side-information section: its type (a ``SIDE_TYPES`` name), the
+    version of that type's payload format and the payload."""
+
+    kind: str
+    version: int
+    payload: bytes
+
+    def __post_init__(self):
+        if self.kind not in SIDE_TYPES.values():
+            raise ValueError(f"side-information kind must be one of {tuple(SIDE_TYPES.values())}")
+        if not 0 <= self.version < 256:
+            raise ValueError(f"side-information version must be in [0, 255], got {self.version}")
+
+
+_SIDE_TAGS = {name: tag for tag, name in SIDE_TYPES.items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class Header:
-    """What a decoder needs besides the sections."""
+    """What a decoder needs besides the latent sections. ``side``: the
+    side-information sections (at most one per kind); ``version``: the
+    format version a parsed file had (not compared: it follows from ``side``)."""
 
     height: int
     width: int
@@ -59,7 +96,12 @@ class Header:
     decoder: str = "mse"
     steps: int = 0
     seed: int = 0
-    version: int = FORMAT_VERSION
+    version: int = dataclasses.field(default=FORMAT_VERSION, compare=False)
+    side: tuple[SideInfo, ...] = ()
+
+    def side_info(self, kind: str) -> SideInfo | None:
+        """The side-information section of ``kind``, or None."""
+        return next((s for s in self.side if s.kind == kind), None)
 
 
 def short_fingerprint(fingerprint: bytes) -> bytes:
@@ -109,7 +151,8 @@ def check_dimensions(height: int, width: int) -> None:
 
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
-    """Serializes a header and sections; validates what it writes."""
+    """Serializes a header, its side information and the latent sections
+    (format version 1 without side information, 2 with); validates what it writes."""
     check_dimensions(header.height, header.width)
     if header.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {header.decoder!r}")
@@ -121,10 +164,15 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
         raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes (use short_fingerprint)")
     if len(sections) > MAX_SECTIONS:
         raise ValueError(f"at most {MAX_SECTIONS} sections")
+    side = tuple(header.side)
+    if len(side) > MAX_SIDE_SECTIONS:
+        raise ValueError(f"at most {MAX_SIDE_SECTIONS} side-information sections")
+    if len({s.kind for s in side}) != len(side):
+        raise ValueError("at most one side-information section per kind")
     body = bytearray(
         _FIXED.pack(
             MAGIC,
-            FORMAT_VERSION,
+            2 if side else 1,
             DECODERS.index(header.decoder),
             header.steps,
             header.seed,
@@ -136,8 +184,14 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
     )
     for s in sections:
         body += encode_varint(len(s))
+    if side:
+        body.append(len(side))
+        for s in side:
+            body += bytes([_SIDE_TAGS[s.kind], s.version]) + encode_varint(len(s.payload))
     for s in sections:
         body += bytes(s)
+    for s in side:
+        body += bytes(s.payload)
     body += struct.pack("<I", zlib.crc32(body))
     return bytes(body)
 
@@ -154,9 +208,10 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if len(data) < _FIXED.size + _CRC_BYTES:
         raise BitstreamError(f"truncated bitstream ({len(data)} bytes)")
     magic, version, dec, steps, seed, height, width, fp, n = _FIXED.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise BitstreamError(
-            f"unsupported .hfd format version {version} (this build reads {FORMAT_VERSION})"
+            f"unsupported .hfd format version {version} (this build reads "
+            f"{READ_VERSIONS[0]} to {READ_VERSIONS[-1]})"
         )
     (crc,) = struct.unpack_from("<I", data, len(data) - _CRC_BYTES)
     if zlib.crc32(data[: len(data) - _CRC_BYTES]) != crc:
@@ -172,13 +227,19 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     for _ in range(n):
         length, pos = _read_varint(data, pos, end)
         lengths.append(length)
-    if sum(lengths) != end - pos:
+    side_table, pos = _read_side_table(data, pos, end) if version == 2 else ([], pos)
+    declared = sum(lengths) + sum(length for _, _, length in side_table)
+    if declared != end - pos:
         raise BitstreamError(
-            f"corrupt bitstream (sections declare {sum(lengths)} bytes, {end - pos} present)"
+            f"corrupt bitstream (sections declare {declared} bytes, {end - pos} present)"
         )
     sections = []
     for length in lengths:
         sections.append(data[pos : pos + length])
+        pos += length
+    side = []
+    for kind, side_version, length in side_table:
+        side.append(SideInfo(kind, side_version, data[pos : pos + length]))
         pos += length
     header = Header(
         height=height,
@@ -188,8 +249,38 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         steps=steps,
         seed=seed,
         version=version,
+        side=tuple(side),
     )
     return header, sections
+
+
+def _read_side_table(data: bytes, pos: int, end: int):
+    """Version 2's side-information table -> ([(kind, version, length)], pos)."""
+    if pos >= end:
+        raise BitstreamError("truncated bitstream (side-information table cut short)")
+    m = data[pos]
+    pos += 1
+    if not 1 <= m <= MAX_SIDE_SECTIONS:
+        raise BitstreamError(
+            f"corrupt bitstream ({m} side-information sections, expected 1 to {MAX_SIDE_SECTIONS})"
+        )
+    table = []
+    for _ in range(m):
+        if pos + 2 > end:
+            raise BitstreamError("truncated bitstream (side-information table cut short)")
+        tag, side_version = data[pos], data[pos + 1]
+        kind = SIDE_TYPES.get(tag)
+        if kind is None:
+            known = ", ".join(f"{t} {k}" for t, k in SIDE_TYPES.items())
+            raise BitstreamError(
+                f"unknown side-information type {tag} (this build reads {known}); "
+                "the file needs a newer hific_diffusion"
+            )
+        if any(k == kind for k, _, _ in table):
+            raise BitstreamError(f"corrupt bitstream (two {kind} side-information sections)")
+        length, pos = _read_varint(data, pos + 2, end)
+        table.append((kind, side_version, length))
+    return table, pos
 
 
 def real_bpp(data: bytes, height: int | None = None, width: int | None = None) -> float:

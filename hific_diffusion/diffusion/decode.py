@@ -8,7 +8,9 @@ image is padded (edge) to a multiple of the U-Net's downsampling factor,
 sampled in [-1, 1] model space with the U-Net applied tile-wise at every step
 (``stepper``: all tiles together, "overlap", or in groups, ``grouped``),
 cropped back and mapped to [0, 1]. All steps run inside one compiled
-function; with a progress bar the same compiled function runs chunks of steps.
+function (the diffusion decoder's in overlap mode is ``corrdiff.run_steps``
+with every factor 0); with a progress bar the same compiled function runs
+chunks of steps. ``start`` and ``finish`` are shared with ``corrdiff``.
 """
 
 from __future__ import annotations
@@ -175,8 +177,65 @@ def _check_image(x_mse01):
     return np.clip(x.astype(np.float32), 0.0, 1.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Everything a sampling loop starts from (:func:`start`)."""
+
+    spec: SamplerSpec
+    height: int  # the image's size before padding to ``spec.multiple``
+    width: int
+    layout: patches.TileLayout
+    cond: jax.Array  # x_mse in [-1, 1] model space, padded
+    unet_cond: jax.Array  # cond, then the side channels (if any): what the U-Net sees
+    z: jax.Array  # the initial state
+    key: jax.Array  # the steps' key
+
+
+def _check_side(side, x, cfg):
+    want = int(cfg.unet.side_channels)
+    if side is None:
+        if want:
+            raise GenerateError(f"this decoder's U-Net needs {want} channels of side information")
+        return None
+    side = np.asarray(side, np.float32)
+    if side.shape != x.shape[:3] + (want,) or not want:
+        raise GenerateError(
+            f"side information must be [B, H, W, {want}] for this U-Net, got shape {side.shape}"
+        )
+    return side
+
+
+def start(cfg, kind, x_mse01, steps=None, seed=0, noise_level=None, tile=None, overlap=None,
+          side=None) -> Start:  # fmt: skip
+    """Checks the arguments (see :func:`generate`) and prepares the sampling loop."""
+    spec = SamplerSpec.from_config(cfg, kind, steps, noise_level, tile, overlap)
+    seed = _check_seed(seed)
+    x = _check_image(x_mse01)
+    side = _check_side(side, x, cfg)
+    h, w = x.shape[1:3]
+    x = images.pad_to_multiple(x, spec.multiple)
+    layout = spec.layout(*x.shape[1:3])
+    cond = jnp.asarray(losses.to_model_space(x))
+    unet_cond = cond
+    if side is not None:
+        side = jnp.asarray(images.pad_to_multiple(side, spec.multiple))
+        unet_cond = jnp.concatenate([cond, side], axis=-1)
+    k_init, k_steps = jax.random.split(jax.random.PRNGKey(seed))
+    noise = jax.random.normal(k_init, cond.shape)
+    z = losses.flow_source(cond, noise, spec.flow_noise) if kind == "flow" else noise
+    return Start(spec, h, w, layout, cond, unet_cond, z, k_steps)
+
+
+def finish(z, s: Start, cfg) -> np.ndarray:
+    """The loop's final state -> the image, ``float32[B, H, W, 3]`` in [0, 1]."""
+    if s.spec.kind == "diffusion":
+        z = losses.from_diffusion_space(z, s.cond, cfg)
+    out = jnp.clip((z + 1.0) / 2.0, 0.0, 1.0)[:, : s.height, : s.width]
+    return np.asarray(out, np.float32)
+
+
 def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, seed=0,
-             noise_level=None, tile=None, overlap=None, progress=False):  # fmt: skip
+             noise_level=None, tile=None, overlap=None, progress=False, side=None):  # fmt: skip
     """Sample an image given its MSE reconstruction; ``float32[B, H, W, 3]`` in [0, 1].
 
     Args:
@@ -191,31 +250,27 @@ def generate(graphdef, state, x_mse01, *, kind="diffusion", cfg, steps=None, see
       tile, overlap: tile size (a multiple of ``2 ** (len(channel_mult) - 1)``;
         0 = one tile, no tiling) and minimum overlap (<= tile / 2).
       progress: show a tqdm bar over steps (runs the steps in ~20 chunks).
+      side: the U-Net's side channels ``float[B, H, W, cfg.unet.side_channels]``
+        (HFD+: ``hfdplus.conditioning``); required exactly when it has some.
 
     Raises ``GenerateError`` (and ``patches.TilingError``,
     ``losses.LossConfigError``) for bad arguments or config values.
     """
-    spec = SamplerSpec.from_config(cfg, kind, steps, noise_level, tile, overlap)
-    seed = _check_seed(seed)
-    x = _check_image(x_mse01)
-    h, w = x.shape[1:3]
-    x = images.pad_to_multiple(x, spec.multiple)
-    layout = spec.layout(*x.shape[1:3])
-    cond = jnp.asarray(losses.to_model_space(x))
-
-    k_init, k_steps = jax.random.split(jax.random.PRNGKey(seed))
-    noise = jax.random.normal(k_init, cond.shape)
-    z = losses.flow_source(cond, noise, spec.flow_noise) if kind == "flow" else noise
-    if spec.tile_mode == "grouped" and layout.num_tiles > 1:
+    s = start(cfg, kind, x_mse01, steps, seed, noise_level, tile, overlap, side)
+    if s.spec.tile_mode == "grouped" and s.layout.num_tiles > 1:
         from hific_diffusion.diffusion import grouped
 
-        z = grouped.run_grouped(graphdef, state, z, cond, k_steps, spec, layout, progress)
+        z = grouped.run_grouped(graphdef, state, s.z, s.unet_cond, s.key, s.spec, s.layout,
+                                progress)  # fmt: skip
+    elif kind == "diffusion":  # CorrDiff's loop with every factor 0 (see corrdiff.run)
+        from hific_diffusion.diffusion import corrdiff  # it imports this module
+
+        zeros = np.zeros(s.spec.steps, np.float32)
+        return corrdiff.run(graphdef, state, s, cfg, gammas=zeros, gamma_scale=0.0,
+                            progress=progress, desc="diffusion decode")[0]  # fmt: skip
     else:
-        bar = stepper.progress_bar(f"{kind} decode", spec.steps, progress)
-        z = stepper.run_chunks(graphdef, state, z, cond, k_steps, spec, layout, bar=bar)
+        bar = stepper.progress_bar(f"{kind} decode", s.spec.steps, progress)
+        z = stepper.run_chunks(graphdef, state, s.z, s.unet_cond, s.key, s.spec, s.layout, bar=bar)
         if bar is not None:
             bar.close()
-    if kind == "diffusion":
-        z = losses.from_diffusion_space(z, cond, cfg)
-    out = jnp.clip((z + 1.0) / 2.0, 0.0, 1.0)[:, :h, :w]
-    return np.asarray(out, np.float32)
+    return finish(z, s, cfg)

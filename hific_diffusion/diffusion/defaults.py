@@ -30,6 +30,9 @@ def unet_config() -> ml_collections.ConfigDict:
             # usual [-15, 15] range spans the frequencies like t in [0, 1000].
             fourier_scale=1000.0 / 30.0,
             out_channels=3,
+            # Extra conditioning channels after x_mse: 0 (HFD) or 3 (HFD+'s
+            # per-channel residual-energy map, task "hfdplus").
+            side_channels=0,
             compute_dtype="bfloat16",
             param_dtype="float32",
         )
@@ -94,5 +97,14 @@ def diffusion_config() -> ml_collections.ConfigDict:
             # smooth window; "grouped": tiles in groups of non-neighbours,
             # later groups conditioned on the already generated neighbours.
             tile_mode="overlap",
+            # HFD+ (task "hfdplus", with unet.side_channels = 3): the map of
+            # residual energy sent as side information (hfdplus.py).
+            # ASSUMPTION (the paper's construction was not available): per
+            # channel the mean |x - x_mse| (in [0, 1] pixel units) over
+            # block x block pixels, quantized on a log scale to ``levels``
+            # levels: 0 below min_energy, then one level per factor ``ratio``.
+            hfdplus=ml_collections.ConfigDict(
+                dict(block=16, levels=8, min_energy=1.0 / 255.0, ratio=2.0)
+            ),
         )
     )

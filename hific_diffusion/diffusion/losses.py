@@ -108,11 +108,13 @@ def from_diffusion_space(z, c, cfg):
     return z if target == "image" else c + scale * z
 
 
-def diffusion_loss(unet, x01, x_mse01, rng, cfg):
+def diffusion_loss(unet, x01, x_mse01, rng, cfg, side=None):
     """HFD stage-2 loss: weighted v-prediction MSE at t ~ U(0, 1) (HFD Sec. 3.1).
 
     ``z_t = alpha_t x + sigma_t eps`` with the shifted cosine log-SNR; the
-    U-Net sees ``(z_t, x_mse, logsnr_t)`` and predicts ``v_t``. Returns
+    U-Net sees ``(z_t, x_mse, logsnr_t)`` and predicts ``v_t``; ``side``
+    (HFD+'s map, ``[B, H, W, unet.side_channels]``) is concatenated after
+    x_mse. Returns
     ``(loss, metrics)``; metrics hold the unweighted v-, x- and eps-MSE.
     With ``cfg.perceptual_weight`` > 0, CDC's LPIPS term on the implied x0 is
     mixed in (:func:`with_perceptual`).
@@ -131,7 +133,8 @@ def diffusion_loss(unet, x01, x_mse01, rng, cfg):
     eps = jax.random.normal(k_eps, x.shape)
     z = P.diffuse(x, eps, alpha, sigma)
     v = P.v_from_x_eps(x, eps, alpha, sigma)
-    v_hat = unet(z, c, logsnr, training=True, dropout_rng=k_drop)
+    unet_cond = c if side is None else jnp.concatenate([c, side.astype(c.dtype)], axis=-1)
+    v_hat = unet(z, unet_cond, logsnr, training=True, dropout_rng=k_drop)
     v_mse = jnp.mean((v_hat - v) ** 2, axis=(1, 2, 3))
     loss = jnp.mean(v_loss_weight(logsnr, cfg.loss_weighting) * v_mse)
     x_hat = P.predict_x_from_v(z, v_hat, alpha, sigma)

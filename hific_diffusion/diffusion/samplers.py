@@ -51,7 +51,7 @@ def ddim_step(z_t, x_hat, eps_hat, logsnr_s):
 
 def diffusion_steps(
     predict, z, key, start, stop, *, steps, schedule, sampler="ddpm", noise_level=0.0, clip_x=True,
-    known=None,
+    known=None, correct=None,
 ):  # fmt: skip
     """Run diffusion steps ``start..stop-1`` of ``steps`` from state ``z``.
 
@@ -61,11 +61,18 @@ def diffusion_steps(
     the masked part of the state is set to a fresh forward-process sample
     ``alpha_s x + sigma_s eps`` of the known content (Lugmayr et al. 2022,
     RePaint, Eq. 8 without resampling), and to ``x`` itself at the end.
+
+    ``correct = (fn, aux)`` changes each step's x prediction (CorrDiff,
+    ``corrdiff.py``): ``fn(i, z, x_hat, aux) -> (x_new, aux)``; the
+    noise prediction follows it (``eps`` moves by ``-alpha / sigma`` times
+    the change of x, so ``z = alpha x + sigma eps`` still holds) and the
+    state is ``(z, aux)``, returned as such.
     """
     if sampler not in DIFFUSION_SAMPLERS:
         raise ValueError(f"unknown diffusion sampler {sampler!r}; expected {DIFFUSION_SAMPLERS}")
 
-    def body(i, z):
+    def body(i, carry):
+        z, aux = carry if correct is not None else (carry, None)
         t = 1.0 - i / steps
         s = 1.0 - (i + 1) / steps
         logsnr_t, logsnr_s = schedule(t), schedule(s)
@@ -77,6 +84,10 @@ def diffusion_steps(
             eps_hat = P.predict_eps_from_x(z, x_hat, alpha_t, sigma_t)
         else:
             eps_hat = P.predict_eps_from_v(z, v, alpha_t, sigma_t)
+        if correct is not None:
+            x_new, aux = correct[0](i, z, x_hat, aux)
+            eps_hat = eps_hat - (alpha_t / sigma_t) * (x_new - x_hat)
+            x_hat = x_new
         if sampler == "ddim":
             z_s = ddim_step(z, x_hat, eps_hat, logsnr_s)
         else:
@@ -88,9 +99,10 @@ def diffusion_steps(
             eps = jax.random.normal(jax.random.fold_in(key, steps + i), z.shape, z.dtype)
             z_s = jnp.where(mask, P.diffuse(x_known, eps, alpha_s, sigma_s), z_s)
             x_hat = jnp.where(mask, x_known, x_hat)
-        return jnp.where(i == steps - 1, x_hat, z_s)
+        z_next = jnp.where(i == steps - 1, x_hat, z_s)
+        return z_next if correct is None else (z_next, aux)
 
-    return jax.lax.fori_loop(start, stop, body, z)
+    return jax.lax.fori_loop(start, stop, body, z if correct is None else (z, correct[1]))
 
 
 def euler_flow_steps(predict, z, start, stop, *, steps, cond, known=None):

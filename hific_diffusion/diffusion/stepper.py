@@ -1,4 +1,8 @@
-"""The one compiled sampling loop, shared by both tile modes of ``decode``.
+"""The compiled sampling loop of the flow and of grouped tiles (``decode``).
+
+(The diffusion decoder in overlap mode runs ``corrdiff.run_steps``: the same
+``samplers.diffusion_steps`` with CorrDiff's correction, every factor 0, so
+that the corrdiff decoder with factor 0 gives its bits.)
 
 ``run_steps`` runs steps ``start..stop-1`` of the sampler a ``decode.SamplerSpec``
 describes (diffusion: ``samplers.diffusion_steps`` with the spec's log-SNR
@@ -21,7 +25,7 @@ from flax import nnx
 from hific_diffusion.diffusion import patches, samplers
 
 
-def _denoiser(graphdef, state, cond, layout, chunk):
+def denoiser(graphdef, state, cond, layout, chunk):
     model = nnx.merge(graphdef, state)
 
     def predict(z, logsnr):
@@ -44,7 +48,7 @@ def run_steps(graphdef, state, z, cond, key, start, stop, noise_level, known=Non
     compiled loop. ``known = (x_known, mask, z0)``: pixels to keep, and the
     flow's source state ``z0`` (the state at step 0) that their path starts from.
     """
-    predict = _denoiser(graphdef, state, cond, layout, spec.tile_chunk)
+    predict = denoiser(graphdef, state, cond, layout, spec.tile_chunk)
     if spec.kind == "flow":
         return samplers.euler_flow_steps(
             predict, z, start, stop, steps=spec.steps, cond=spec.flow_cond, known=known

@@ -1,7 +1,9 @@
 """Conditional U-Net for the HFD decoder (HFD Sec. 3.2; Ho et al. 2020, App. B).
 
 Input: the noisy image ``z_t`` concatenated with the MSE reconstruction
-``x_mse`` (6 channels, [-1, 1] model space); conditioning: log-SNR through
+``x_mse`` (6 channels, [-1, 1] model space) and, with ``side_channels`` > 0,
+that many channels of side information (HFD+'s residual-energy map,
+``hfdplus.py``) after ``x_mse``; conditioning: log-SNR through
 sinusoidal Fourier features and a 2-layer MLP, added to every residual
 block. Parameters are float32; activations run in ``compute_dtype`` (bf16 on
 accelerators); normalisation statistics are computed in float32.
@@ -44,6 +46,7 @@ def check_config(cfg) -> None:
     f.integer("norm_groups")
     f.number("dropout", minimum=0.0, below=1.0)
     f.number("fourier_scale")
+    f.integer("side_channels", minimum=0)
     if f.integer("out_channels") != 3:
         f.fail("out_channels", cfg["out_channels"], "3 (v or x of an RGB image)")
     for name in ("compute_dtype", "param_dtype"):
@@ -194,7 +197,8 @@ class UNet(nnx.Module):
         temb_dim = 4 * ch[0]
         self.temb1 = layers.linear(ch[0], temb_dim)
         self.temb2 = layers.linear(temb_dim, temb_dim)
-        self.conv_in = layers.conv(6, ch[0])
+        self.side_channels = int(cfg.side_channels)
+        self.conv_in = layers.conv(6 + self.side_channels, ch[0])
 
         def use_attn(level):
             return (cfg.resolution // 2**level) in tuple(cfg.attn_resolutions)
@@ -232,10 +236,16 @@ class UNet(nnx.Module):
         self.conv_out = layers.conv(cur, cfg.out_channels)
 
     def __call__(self, z_t, x_mse, logsnr, training: bool = False, dropout_rng=None):
-        if z_t.ndim != 4 or z_t.shape != x_mse.shape or z_t.shape[-1] != 3:
+        """``x_mse``: ``[B, H, W, 3 + side_channels]``, the side channels after x_mse."""
+        c = 3 + self.side_channels
+        if (
+            z_t.ndim != 4
+            or z_t.shape[:3] != x_mse.shape[:3]
+            or (z_t.shape[-1], x_mse.shape[-1]) != (3, c)
+        ):
             raise UNetInputError(
-                f"expected z_t and x_mse of equal shape [B, H, W, 3], got {z_t.shape}, "
-                f"{x_mse.shape}"
+                f"expected z_t [B, H, W, 3] and x_mse of equal shape but {c} channels (x_mse, "
+                f"then side_channels={self.side_channels}), got {z_t.shape}, {x_mse.shape}"
             )
         m = 2 ** (self.cfg_levels - 1)
         if z_t.shape[1] % m or z_t.shape[2] % m:

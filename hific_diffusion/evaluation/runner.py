@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from hific_diffusion import atomic, metrics
 from hific_diffusion.coding import bitstream
+from hific_diffusion.decoders import MODEL, NEEDS, SIDE_CHANNELS
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid, texture
@@ -69,12 +70,15 @@ def random_codec(config):
 
     rngs = nnx.Rngs(config.get("seed", 0))
     gens = {}
-    for kind in ("diffusion", "flow"):
-        if kind in config.eval.decoders:
+    for dec in config.eval.decoders:
+        name = MODEL.get(dec)
+        if name is not None and name not in gens:
             from hific_diffusion.diffusion.unet import UNet
 
-            gens[kind] = UNet(config.diffusion.unet, rngs=rngs)
-    return Codec(config, ELIC(config.model, rngs=rngs), **gens)
+            section = config.diffusion.copy_and_resolve_references()
+            section.unet.side_channels = SIDE_CHANNELS[name]
+            gens[name] = (section, UNet(section.unet, rngs=rngs))
+    return Codec(config, ELIC(config.model, rngs=rngs), decoders=gens)
 
 
 # ---------------------------------------------------------------- resume log
@@ -175,30 +179,52 @@ def _quality(row, image, recon, lpips):
     return row
 
 
-def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, features, ecfg, out):
-    """All rows of one image: one per decoder, one per available baseline."""
-    h, w = image.shape[:2]
-    base = {"image": name, "height": h, "width": w}
+def _compress(codec, image, ecfg, out, name, decoder=None):
+    """(file, seconds) of ``image`` for ``decoder`` (None: no side information,
+    the file mse, diffusion and flow decode); saved if asked."""
     t0 = time.perf_counter()
-    data = codec.compress(image, seed=int(ecfg.seed))
-    t_enc = time.perf_counter() - t0
-    bpp = bitstream.real_bpp(data, h, w)
-    bpp_est = float(codec.estimate_bpp(image))
+    if decoder is None:
+        data = codec.compress(image, seed=int(ecfg.seed))
+    else:  # its own file: the latents plus its side information (real bpp counts it)
+        # both run the diffusion sampler; corrdiff's encoder runs it at these steps
+        steps = int(ecfg.diffusion_steps)
+        data = codec.compress(image, seed=int(ecfg.seed), steps=steps, decoders=(decoder,))
+    seconds = time.perf_counter() - t0
     if ecfg.save_reconstructions:  # the real file the bpp is measured on
-        path = out / "bitstreams" / f"{name}.hfd"
+        path = out / "bitstreams" / (f"{decoder}/" if decoder else "") / f"{name}.hfd"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_bytes(path, data)
+    return data, seconds
+
+
+def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, features, ecfg, out):
+    """All rows of one image: one per decoder, one per available baseline.
+
+    Decoders that need side information (corrdiff, hfdplus) each decode their
+    own file, and their rows carry its bytes and real bpp; the classical
+    baselines are matched to the plain file's (the MSE decoder's) bpp."""
+    h, w = image.shape[:2]
+    base = {"image": name, "height": h, "width": w}
+    plain, t_plain = _compress(codec, image, ecfg, out, name)
+    bpp = bitstream.real_bpp(plain, h, w)
+    bpp_est = float(codec.estimate_bpp(image))
     features.save(ORIGINAL, name, image)
     rows = []
     for dec in decoders:
-        steps = {"diffusion": ecfg.diffusion_steps, "flow": ecfg.flow_steps}.get(dec, 0)
+        data, t_enc = (
+            _compress(codec, image, ecfg, out, name, dec) if dec in NEEDS else (plain, t_plain)
+        )
+        steps = {"diffusion": ecfg.diffusion_steps, "flow": ecfg.flow_steps,
+                 "hfdplus": ecfg.diffusion_steps}.get(dec, 0)  # fmt: skip
+        # corrdiff replays the sampler its encoder ran (steps in the file, the model's noise level)
+        level = float(ecfg.noise_level) if ecfg.noise_level >= 0 and dec != "corrdiff" else None
         t1 = time.perf_counter()
         recon = codec.decompress(
-            data, decoder=dec, steps=int(steps) or None, seed=int(ecfg.seed),
-            noise_level=float(ecfg.noise_level) if ecfg.noise_level >= 0 else None,
+            data, decoder=dec, steps=int(steps) or None, seed=int(ecfg.seed), noise_level=level,
         )  # fmt: skip
         seconds = t_enc + time.perf_counter() - t1
-        row = base | {"decoder": dec, "bytes": len(data), "bpp": bpp, "bpp_est": bpp_est}
+        row = base | {"decoder": dec, "bytes": len(data), "bpp": bitstream.real_bpp(data, h, w),
+                      "bpp_est": bpp_est}  # fmt: skip
         rows.append(_quality(row | {"seconds": seconds}, image, recon, lpips))
         features.save(dec, name, recon)
         _save_recon(ecfg, out, dec, name, recon)

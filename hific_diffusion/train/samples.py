@@ -39,11 +39,15 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
     cfg = config.diffusion
     out = []
     for i in range(len(x01)):
+        side = None
+        if task.name == "hfdplus":
+            side = tasks.hfdplus_side(x01[i : i + 1], x_mse[i : i + 1], cfg)
         gen = decode.generate(
             unet_graphdef,
             unet_state,
             x_mse[i : i + 1],
-            kind=task.name,
+            side=side,
+            kind="flow" if task.name == "flow" else "diffusion",
             cfg=cfg,
             steps=cfg.steps,
             seed=i,

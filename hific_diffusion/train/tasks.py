@@ -5,6 +5,10 @@
 * ``diffusion`` / ``flow`` (stage 2, HFD Sec. 3.2): a U-Net conditioned on
   the frozen stage-1 reconstruction ``x_mse`` (float path, rounded latents),
   trained with ``diffusion.losses.diffusion_loss`` / ``flow_loss``.
+* ``hfdplus`` (HFD+): the diffusion task with the U-Net also conditioned on
+  the residual-energy map of the crop (``diffusion.hfdplus``), computed from
+  the crop and its ``x_mse`` as the codec computes it at compress time;
+  needs ``diffusion.unet.side_channels = 3``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from hific_diffusion.autoencoder.elic import ELIC, rd_loss
-from hific_diffusion.diffusion import losses
+from hific_diffusion.diffusion import hfdplus, losses
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import HfdError
 
@@ -47,8 +51,20 @@ def _autoencoder_loss(model, x01, x_mse01, rng, config):
     return rd_loss(model, x01, config.model.lmbda, rng=rng)
 
 
-def _build_unet(config, rngs):
-    return UNet(config.diffusion.unet, rngs=rngs)
+def _unet_builder(side_channels: int):
+    def build(config, rngs):
+        have = config.diffusion.unet.side_channels
+        if have != side_channels:
+            raise TaskError(
+                f"task {config.task!r} needs diffusion.unet.side_channels = {side_channels}, "
+                f"got {have}"
+            )
+        return UNet(config.diffusion.unet, rngs=rngs)
+
+    return build
+
+
+_build_unet = _unet_builder(0)
 
 
 def _diffusion_loss(model, x01, x_mse01, rng, config):
@@ -59,10 +75,23 @@ def _flow_loss(model, x01, x_mse01, rng, config):
     return losses.flow_loss(model, x01, x_mse01, rng, config.diffusion)
 
 
+def hfdplus_side(x01, x_mse01, cfg):
+    """HFD+'s U-Net side channels for images in [0, 1]: the quantized map of
+    ``|x - x_mse|`` (what the codec sends), upsampled."""
+    q = hfdplus.levels_of(x01.astype(jnp.float32), x_mse01.astype(jnp.float32), cfg)
+    return hfdplus.conditioning(q, x01.shape[1], x01.shape[2], cfg)
+
+
+def _hfdplus_loss(model, x01, x_mse01, rng, config):
+    side = jax.lax.stop_gradient(hfdplus_side(x01, x_mse01, config.diffusion))
+    return losses.diffusion_loss(model, x01, x_mse01, rng, config.diffusion, side=side)
+
+
 TASKS = {
     "autoencoder": Task("autoencoder", "autoencoder", _build_autoencoder, _autoencoder_loss, False),
     "diffusion": Task("diffusion", "unet", _build_unet, _diffusion_loss, True),
     "flow": Task("flow", "unet", _build_unet, _flow_loss, True),
+    "hfdplus": Task("hfdplus", "unet", _unet_builder(3), _hfdplus_loss, True),
 }
 
 

@@ -205,3 +205,22 @@ def test_eval_command_reports_bad_input_as_one_error_line_and_exit_2(args, match
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and match in errors[0], proc.stderr
+
+
+def test_decoders_with_side_information_report_the_bpp_of_their_own_files(tmp_path):
+    """corrdiff and hfdplus decode files that carry their side information:
+    their rows' bytes and real bpp include it; mse's file has none."""
+    config = _config("tiny", max_images=1, decoders=("mse", "corrdiff", "hfdplus"))
+    config.eval.diffusion_steps = 2
+    config.eval.save_reconstructions = True
+    codec = runner.random_codec(config)
+    assert codec.decoders == ("mse", "diffusion", "corrdiff", "hfdplus")
+    runner.run(config, out=tmp_path, codec=codec)
+    rows = {r["decoder"]: r for r in json.loads((tmp_path / "per_image.json").read_text())}
+    assert rows["corrdiff"]["bytes"] == rows["mse"]["bytes"] + 4 + 2 * 2  # 2 float16 factors
+    assert rows["hfdplus"]["bytes"] > rows["mse"]["bytes"] + 4
+    for dec in ("mse", "corrdiff", "hfdplus"):
+        r = rows[dec]
+        assert r["bpp"] == pytest.approx(r["bytes"] * 8 / (r["height"] * r["width"]))
+        sub = "" if dec == "mse" else dec
+        assert (tmp_path / "bitstreams" / sub / f"{r['image']}.hfd").stat().st_size == r["bytes"]
