@@ -1,7 +1,7 @@
 """The default model's recipe, trained on the photo corpus (Debian-packaged
 photographs + the scikit-image / scikit-learn photos; held-out split never
 trained on). ``--config=photos:<task>:<rate>`` with task ``autoencoder``,
-``diffusion`` or ``flow`` and rate one of ``RATES``.
+``diffusion``, ``flow`` or ``hfdplus`` and rate one of ``RATES``.
 
 Gather the photos first (offline copies of Debian packages, sha256-pinned):
 
@@ -69,6 +69,9 @@ def get_config(arg: str = "autoencoder:0.3"):
     u.norm_groups = 8
     u.resolution = 64
     u.compute_dtype = "float32"  # CPU: bf16 is emulated and slower
+    # photos:hfdplus:<rate>: HFD+, the diffusion decoder also given the
+    # residual-energy map (side information; diffusion/hfdplus.py).
+    u.side_channels = 3 if task == "hfdplus" else 0
     d.steps = 16
     d.tile = 64
     d.overlap = 16
