@@ -112,3 +112,27 @@ def test_transposed_conv_equals_the_input_dilated_convolution_it_stands_for(k, s
     assert float(jnp.abs(out - ref).max()) < 1e-3 * float(
         jnp.abs(out[:, ::s, ::s] - ref[:, 1::s, 1::s]).max()
     )
+
+
+@pytest.mark.parametrize(
+    "k,s,hw", [(5, 2, (32, 48)), (3, 2, (32, 34)), (5, 4, (64, 64)), (5, 2, (18, 30))]
+)
+def test_strided_conv_keeps_the_forward_and_jax_gradients(k, s, hw):
+    """The strided convolution's input gradient runs as sub-pixel phases: the
+    forward pass is the plain convolution to the bit, both gradients equal
+    JAX's own (the first three cases take the sub-pixel path; sizes that are
+    not multiples of s, and small maps, use JAX's gradient)."""
+    from hific_diffusion.autoencoder.layers import _conv, strided_conv
+
+    p = k // 2
+    kx, kk, kg = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, (2, *hw, 6))
+    kernel = 0.2 * jax.random.normal(kk, (k, k, 6, 5))
+    ref = lambda x, w: _conv(x, w, (s, s), ((p, p), (p, p)))  # noqa: E731
+    np.testing.assert_array_equal(strided_conv(x, kernel, s, p), ref(x, kernel))
+    g = jax.random.normal(kg, ref(x, kernel).shape)
+    want = jax.vjp(ref, x, kernel)[1](g)
+    got = jax.vjp(lambda x, w: strided_conv(x, w, s, p), x, kernel)[1](g)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(jnp.abs(b).max()))
