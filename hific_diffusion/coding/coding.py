@@ -256,7 +256,7 @@ def check_padded_input(x) -> None:
 
 def encode_analysis(coder: LatentCoder, y, z):
     """(y, z - median) of g_a / h_a -> (sections, y_hat, z symbols)."""
-    y = np.asarray(y, np.float64)
+    y = np.asarray(y)  # float32; each stage's symbols in float64 (exact widening)
     z_hat = np.clip(np.round(np.asarray(z, np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
     z_enc = Encoder(coder.z_tables)
     z_enc.encode(z_hat, _z_indices(z_hat.shape))
@@ -265,7 +265,7 @@ def encode_analysis(coder: LatentCoder, y, z):
     f = coder.frac_bits
 
     def encode_stage(k, sel, mu, idx):
-        y_s = y[0][sel][:, starts[k] : starts[k + 1]]
+        y_s = y[0, :, :, starts[k] : starts[k + 1]][sel].astype(np.float64)
         q = np.floor(y_s - mu / float(1 << f) + 0.5)
         q = np.clip(q, -(2**31), 2**31 - 1).astype(np.int64)
         y_enc.encode(q, idx)
