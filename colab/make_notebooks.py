@@ -79,7 +79,11 @@ else:
     from sklearn.datasets import load_sample_image
 
     x = load_sample_image("china.jpg")[::3, ::3]  # 143x214
-data = codec.compress(x)
+# CorrDiff's factors (16 bits a sampler step) are side information the
+# encoder computes by running the diffusion sampler: write them if the model
+# can, so every decoder below can read this one file.
+side = [d for d in ("corrdiff",) if d in codec.decoders]
+data = codec.compress(x, decoders=side)
 h, w = x.shape[:2]
 bpp = len(data) * 8 / (h * w)
 print(f"{w}x{h}: {len(data)} bytes = {bpp:.3f} bpp (estimate {codec.estimate_bpp(x):.3f})")
@@ -87,7 +91,8 @@ with open("image.hfd", "wb") as f:  # a real file: `hific-diffusion info image.h
     f.write(data)
 """),
         code("""
-recons = {d: codec.decompress(data, decoder=d) for d in codec.decoders}
+# hfdplus needs its own side information (compress(..., decoders=["hfdplus"])).
+recons = {d: codec.decompress(data, decoder=d) for d in codec.decoders if d != "hfdplus"}
 fig, axes = plt.subplots(1, 1 + len(recons), figsize=(4 * (1 + len(recons)), 4))
 axes[0].imshow(x)
 axes[0].set_title("original")
@@ -100,7 +105,7 @@ plt.show()
 """),
         md("More sampling steps cost decode time; the bits do not change."),
         code("""
-generative = [d for d in codec.decoders if d != "mse"]
+generative = [d for d in recons if d not in ("mse", "corrdiff")]  # corrdiff: the file's steps
 steps = [2, 8, 32]
 for d in generative:
     fig, axes = plt.subplots(1, len(steps), figsize=(4 * len(steps), 4))
