@@ -136,24 +136,17 @@ def _load_codec(model: str | None, quality: int | None = None):
 
 class _CodecForFile:
     """``--model`` if given, else the installed model that wrote each file
-    (by the header's fingerprint; one load per model)."""
+    (``Codec.load_for``, by the header's fingerprint; one load per model)."""
 
     def __init__(self, model: str | None):
         self.model, self.loaded = model, {}
 
     def __call__(self, data: bytes):
-        from hific_diffusion import installed
         from hific_diffusion.pipeline import Codec
 
-        if self.model is not None:
-            key = None
-        else:
-            key = installed.bundle_for(bitstream.unpack(data)[0].fingerprint)
+        key = None if self.model is not None else bitstream.unpack(data)[0].fingerprint
         if key not in self.loaded:
-            if key is None and self.model is None:
-                self.loaded[key] = Codec.load_for(data)  # its one-line error
-            else:
-                self.loaded[key] = _load_codec(self.model) if key is None else Codec.load(key)
+            self.loaded[key] = _load_codec(self.model) if key is None else Codec.load_for(data)
         return self.loaded[key]
 
 

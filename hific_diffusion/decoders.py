@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hific_diffusion import images
 from hific_diffusion.coding import bitstream, sideinfo
 from hific_diffusion.errors import HfdError
 
@@ -100,7 +101,7 @@ def make_side(codec, kinds, image_u8: np.ndarray, data: bytes) -> tuple:
     """The side-information sections of ``kinds`` for the image ``image_u8``
     (HxWx3) whose latents are ``data``: from the x_mse the decoder will see."""
     header, x_mse = codec.decompress_mse(data)
-    x = (np.asarray(image_u8, np.float32) / 255.0)[None]
+    x = images.to_unit(image_u8)[None]
     out = []
     for kind in kinds:
         if kind == "corrdiff":

@@ -355,11 +355,6 @@ class Codec:
 DEFAULT_BUNDLE = installed.quality_dir(installed.DEFAULT_QUALITY)  # the shipped default
 
 
-def default_bundle_path() -> Path:
-    """Where the default model lives: ``$HFD_DEFAULT_BUNDLE`` or the shipped bundle."""
-    return installed.default_bundle_path()
-
-
 def read_file(path) -> bytes:
     """Reads a bitstream file, mapping OS errors to BitstreamError."""
     path = os.fspath(path)
