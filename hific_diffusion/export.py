@@ -1,13 +1,16 @@
 """Export training checkpoints to an inference bundle.
 
 ``python -m hific_diffusion.export --workdir=AE_DIR [--workdir=DIFF_DIR]
-[--workdir=FLOW_DIR] --out=BUNDLE [--stablehlo]``
+[--workdir=FLOW_DIR] --out=BUNDLE [--stablehlo] [--decode=diffusion.steps=2 ...]``
 
 Each ``--workdir`` is a training run (stage 1, or a stage-2 diffusion or flow
 run that names its stage-1 checkpoint). The bundle holds every model's
 config section (each decoder its own run's) and EMA weights, the integer
 coding tables and the model fingerprint that bitstreams carry; loading it
-needs no optimizer state and no training code. ``--stablehlo`` also writes
+needs no optimizer state and no training code. ``--decode NAME.FIELD=VALUE``
+sets how a generative decoder samples by default (``DECODE_FIELDS``: steps,
+sampler, tiling; chosen by measurement after training, e.g. 1-2 steps),
+never what its network is; the fingerprint does not depend on it. ``--stablehlo`` also writes
 the coding-time functions with ``jax.export`` into ``BUNDLE/stablehlo/`` (see
 ``hific_diffusion.stablehlo``), with its own sha256 manifest that
 ``StableHLOCodec.load`` verifies.
@@ -21,6 +24,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from hific_diffusion import bundle, configs
+from hific_diffusion import decoders as decoders_
 from hific_diffusion.errors import HfdError, UsageError
 from hific_diffusion.pipeline import Codec
 
@@ -28,6 +32,13 @@ _WORKDIR = flags.DEFINE_multi_string("workdir", None, "Training workdir(s) to ex
 _OUT = flags.DEFINE_string("out", None, "Bundle directory to write.")
 _WHICH = flags.DEFINE_enum("which", "ema", ["ema", "params"], "Which weights to export.")
 _STABLEHLO = flags.DEFINE_bool("stablehlo", False, "Also write jax.export StableHLO artifacts.")
+_DECODE = flags.DEFINE_multi_string(
+    "decode", [], "NAME.FIELD=VALUE: a generative decoder's default sampling setting."
+)
+
+# The sampling settings of a stage-2 config section: how to decode, not what
+# was trained (the U-Net, its target and noise schedule stay as trained).
+DECODE_FIELDS = ("steps", "sampler", "noise_level", "tile", "overlap", "tile_chunk", "tile_mode")
 
 
 class ExportError(HfdError, ValueError):
@@ -50,9 +61,57 @@ def combine(codecs):
     return Codec(base.config, base.autoencoder, decoders=decoders)
 
 
-def export(workdirs, out, which: str = "ema", stablehlo: bool = False):
+def _parse_decode(setting: str):
+    name_field, eq, value = setting.partition("=")
+    name, dot, field = name_field.partition(".")
+    if not (eq and dot and name and field and value):
+        raise ExportError(f"--decode {setting!r}: expected NAME.FIELD=VALUE")
+    if field not in DECODE_FIELDS:
+        raise ExportError(
+            f"--decode {setting!r}: {field!r} is not a sampling setting; "
+            f"choose one of {', '.join(DECODE_FIELDS)}"
+        )
+    return name, field, value
+
+
+def with_decode_settings(codec, settings):
+    """``codec`` with its generative decoders' sampling defaults replaced
+    (``settings``: ``NAME.FIELD=VALUE`` strings), each value converted to the
+    field's type and checked by building the decoder's ``SamplerSpec``."""
+    if not settings:
+        return codec
+    from hific_diffusion.diffusion import decode  # on use: imports jax
+
+    sections = {
+        name: gen.config.copy_and_resolve_references() for name, gen in codec.generative.items()
+    }
+    for setting in settings:
+        name, field, value = _parse_decode(setting)
+        if name not in sections:
+            have = ", ".join(sections) or "none"
+            raise ExportError(f"--decode {setting!r}: no {name} decoder in the bundle ({have})")
+        old = sections[name][field]
+        try:
+            sections[name][field] = type(old)(value)
+        except ValueError:
+            raise ExportError(
+                f"--decode {setting!r}: {value!r} is not a {type(old).__name__}"
+            ) from None
+    for name, section in sections.items():
+        try:
+            decode.SamplerSpec.from_config(section, decoders_.KIND[name])
+        except HfdError as e:
+            raise ExportError(f"--decode: {name}: {e}") from None
+    decoders = {
+        name: (sections[name], (gen.graphdef, gen.state)) for name, gen in codec.generative.items()
+    }
+    return Codec(codec.config, codec.autoencoder, decoders=decoders)
+
+
+def export(workdirs, out, which: str = "ema", stablehlo: bool = False, decode_settings=()):
     """Writes the bundle and returns its path."""
     codec = combine([Codec.from_checkpoint(w, which=which) for w in workdirs])
+    codec = with_decode_settings(codec, decode_settings)
     path = bundle.save_codec(out, codec)
     if stablehlo:
         from hific_diffusion import stablehlo as shlo  # jax.export: only --stablehlo needs it
@@ -71,7 +130,7 @@ def main(argv):
     # orbax logs every restore at INFO; the export prints its own result.
     logging.set_verbosity(logging.WARNING)
     # A user error (hific_diffusion.errors) or Ctrl-C is reported by configs.run_app.
-    path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value)
+    path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value, _DECODE.value)
     print(f"wrote bundle {path}")
 
 

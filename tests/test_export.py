@@ -156,3 +156,46 @@ def test_each_decoder_is_exported_and_decoded_with_its_own_config(tmp_path, monk
         assert trained <= used[kind][1]  # this run's U-Net, not the other one
     assert used["diffusion"][0] == 3 and used["flow"][0] == 2
     assert not used["diffusion"][1] <= used["flow"][1]  # the two shapes differ
+
+
+def _codec_with_diffusion():
+    ae_config = configs.load("tiny")
+    ae = ELIC(ae_config.model, rngs=nnx.Rngs(0))
+    config, unet = _stage2("diffusion", 3, 8, 1)
+    return Codec(config, ae, diffusion=unet)
+
+
+def test_decode_settings_change_how_the_bundle_samples_not_what_it_is(tmp_path):
+    """``--decode diffusion.steps=1`` makes the bundle's default decode the
+    one an explicit ``steps=1`` gives the original, with the same fingerprint
+    (files stay decodable) and the same weights."""
+    codec = _codec_with_diffusion()
+    tuned = export.with_decode_settings(codec, ["diffusion.steps=1", "diffusion.tile=0"])
+    path = bundle.save_codec(tmp_path / "b", tuned)
+    loaded = Codec.from_bundle(path)
+    assert loaded.fingerprint == codec.fingerprint
+    section = loaded.generative["diffusion"].config
+    assert (section.steps, section.tile) == (1, 0)
+    assert codec.generative["diffusion"].config.steps == 3  # the original is unchanged
+    data = codec.compress(_photo(16, 16))
+    want = codec.decompress(data, decoder="diffusion", steps=1, tile=0, seed=0)
+    assert np.array_equal(loaded.decompress(data, decoder="diffusion", seed=0), want)
+    assert not np.array_equal(codec.decompress(data, decoder="diffusion", seed=0), want)
+
+
+@pytest.mark.parametrize(
+    "setting, msg",
+    [
+        ("diffusion.unet.base_channels=4", "not a sampling setting"),
+        ("diffusion.base_channels=4", "not a sampling setting"),
+        ("flow.steps=2", "no flow decoder in the bundle"),
+        ("diffusion.steps=two", "'two' is not a int"),
+        ("diffusion.steps=0", "steps must be a positive integer"),
+        ("diffusion.tile=9", "tile must be a multiple"),
+        ("diffusion.sampler=heun", "heun"),
+        ("steps=2", "expected NAME.FIELD=VALUE"),
+    ],
+)
+def test_bad_decode_settings_are_refused_with_the_reason(setting, msg):
+    with pytest.raises(export.ExportError, match=msg):
+        export.with_decode_settings(_codec_with_diffusion(), [setting])
