@@ -114,6 +114,16 @@ def test_export_errors_are_one_line_with_exit_status_2(tmp_path, args, msg):
     assert len(lines) == 1 and msg in lines[0], r.stderr
 
 
+def test_a_bad_decode_setting_is_one_line_exit_2_and_writes_no_bundle(workdir, tmp_path):
+    out = tmp_path / "b"
+    r = _run("hific_diffusion.export", f"--workdir={workdir}", f"--out={out}",
+             "--decode=diffusion.steps=1")  # fmt: skip
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no diffusion decoder in the bundle (none)" in lines[0], r.stderr
+    assert not out.exists()
+
+
 def _stage2(task, steps, base_channels, seed):
     """A stage-2 run's config and U-Net: its own sampler steps and U-Net width."""
     config = configs.load(f"tiny:{task}")
@@ -193,6 +203,7 @@ def test_decode_settings_change_how_the_bundle_samples_not_what_it_is(tmp_path):
         ("diffusion.steps=0", "steps must be a positive integer"),
         ("diffusion.tile=9", "tile must be a multiple"),
         ("diffusion.sampler=heun", "heun"),
+        ("diffusion.tile_chunk=0", "tile_chunk must be a positive integer"),
         ("steps=2", "expected NAME.FIELD=VALUE"),
     ],
 )

@@ -98,6 +98,8 @@ class SamplerSpec:
         for name, v in (("tile", tile), ("overlap", overlap)):
             if not _is_int(v) or v < 0:
                 raise GenerateError(f"{name} must be a non-negative integer, got {v!r}")
+        if not _is_int(cfg.tile_chunk) or cfg.tile_chunk < 1:
+            raise GenerateError(f"tile_chunk must be a positive integer, got {cfg.tile_chunk!r}")
         multiple = 2 ** (len(cfg.unet.channel_mult) - 1)
         if tile:
             if tile % multiple:
