@@ -36,8 +36,9 @@ def train_config() -> ml_collections.ConfigDict:
             num_samples=2,
             # Stage 2 loads a frozen stage-1 checkpoint (workdir or bundle).
             autoencoder_checkpoint="",
-            # A fresh run starts from this workdir's EMA weights (same task and
-            # model; fresh optimizer), e.g. another rate point of a trained model.
+            # A fresh run starts from this workdir's EMA weights, or from the
+            # model of this task in this bundle (same model shape; fresh
+            # optimizer), e.g. another rate point of a trained model.
             init_from="",
             # Multi-host: seconds to wait for jax.distributed to connect.
             init_timeout=300,

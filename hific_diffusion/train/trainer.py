@@ -8,6 +8,7 @@ steps and resumes from ``workdir/checkpoints`` when rerun.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,25 +25,49 @@ class TrainingError(HfdError, RuntimeError):
     """Training cannot continue (e.g. too many non-finite steps in a row)."""
 
 
+def _is_bundle(path: str) -> bool:
+    return (Path(path).expanduser() / "manifest.json").is_file()
+
+
+def _bundle_model(path: str, name: str):
+    """Model ``name`` of the inference bundle at ``path`` (its weights verified)."""
+    from hific_diffusion import bundle, models
+
+    b = bundle.load_bundle(Path(path).expanduser())
+    if name not in b.models:
+        raise tasks.TaskError(f"bundle {path} has no {name!r} model (it has {sorted(b.models)})")
+    return models._bundle_module(b, name)
+
+
 def _frozen_autoencoder(path: str, mesh):
-    """Stage 2: the stage-1 EMA weights from a training workdir, frozen and replicated."""
+    """Stage 2: the frozen, replicated stage-1 model: a training workdir's EMA
+    weights or an inference bundle's autoencoder."""
     if not path:
         raise tasks.TaskError(
-            "stage 2 needs config.train.autoencoder_checkpoint (a stage-1 workdir)"
+            "stage 2 needs config.train.autoencoder_checkpoint (a stage-1 workdir or a bundle)"
         )
-    _, model = checkpoint.restore_model(path, task="autoencoder", which="ema")
+    if _is_bundle(path):
+        model = _bundle_model(path, "autoencoder")
+    else:
+        _, model = checkpoint.restore_model(path, task="autoencoder", which="ema")
     graphdef, state = nnx.split(model)
     shardings = jax.tree.map(lambda _: shd.replicated(mesh), state)
     return graphdef, jax.device_put(state, shardings), shardings
 
 
 def _warm_start(s, state, path: str, task):
-    """A fresh run that starts from another run's EMA weights (``train.init_from``),
-    with a fresh optimizer: e.g. another rate point fine-tuned from a trained model."""
-    src_config, params = checkpoint.restore_params(path, which="ema")
-    if src_config.task != task.name:
-        raise tasks.TaskError(f"train.init_from={path} holds a {src_config.task!r} run")
-    pure = params[task.model_key].to_pure_dict()
+    """A fresh run that starts from another run's EMA weights (``train.init_from``:
+    a workdir, or a bundle holding a model of this task), with a fresh
+    optimizer: e.g. another rate point fine-tuned from a trained model, or a
+    run continued from the weights a bundle ships."""
+    if _is_bundle(path):
+        _, params, _ = nnx.split(_bundle_model(path, task.name), nnx.Param, ...)
+        pure = params.to_pure_dict()
+    else:
+        src_config, params = checkpoint.restore_params(path, which="ema")
+        if src_config.task != task.name:
+            raise tasks.TaskError(f"train.init_from={path} holds a {src_config.task!r} run")
+        pure = params[task.model_key].to_pure_dict()
     shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
     if shapes(pure) != shapes(s.abstract["params"]):
         raise tasks.TaskError(f"train.init_from={path}: its model differs from this config's")

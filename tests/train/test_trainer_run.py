@@ -138,6 +138,33 @@ def test_init_from_starts_a_fresh_run_from_another_runs_ema_weights(tmp_path, ca
                                     "model.N": 8})  # fmt: skip
 
 
+def test_init_from_a_bundle_starts_from_its_model_of_this_task(tmp_path, capsys):
+    """A run continues from the weights a bundle ships (e.g. the default
+    model, trained further in a later session): its autoencoder, exactly."""
+    from hific_diffusion import export
+    from hific_diffusion.pipeline import Codec
+    from hific_diffusion.train import checkpoint, tasks
+
+    _run(tmp_path / "src", **{"train.steps": 3})
+    bundle = export.export([tmp_path / "src"], tmp_path / "bundle")
+    _run(tmp_path / "dst", **{"train.steps": 1, "train.init_from": str(bundle),
+                              "train.lr": 0.0, "train.warmup_steps": 0})  # fmt: skip
+    assert "starting from the weights of" in capsys.readouterr().out
+    _, src = checkpoint.restore_params(tmp_path / "src", which="ema")
+    _, dst = checkpoint.restore_params(tmp_path / "dst", which="params")
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        src["autoencoder"].to_pure_dict(),
+        dst["autoencoder"].to_pure_dict(),
+    )
+    # a bundle without a model of the task is a clear error
+    config = configs.load("tiny:flow", {"train.batch_size": 2, "train.init_from": str(bundle),
+                                        "train.autoencoder_checkpoint": str(bundle)})  # fmt: skip
+    with pytest.raises(tasks.TaskError, match="has no 'flow' model"):
+        trainer.run(config, tmp_path / "flow", devices=jax.devices("cpu")[:1])
+    assert Codec.load(bundle).decoders == ("mse",)
+
+
 def test_itstime_every_n_steps_and_after_the_last_never_for_zero():
     due = [d for d in range(1, 11) if trainer.itstime(d, 4, 10)]
     assert due == [4, 8, 10]
