@@ -13,6 +13,10 @@ from hific_diffusion.metrics.psnr import psnr
 from hific_diffusion.metrics.texture import highpass_energy
 from hific_diffusion.pipeline import DEFAULT_BUNDLE, Codec
 
+# The first bundled default (configs/demo.py, 2026-11-23): the files in
+# tests/fixtures/{previous_version,format_v1} were written with it.
+DEMO_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "demo_bundle"
+
 CARD = DEFAULT_BUNDLE / "model_card.json"
 
 
@@ -110,12 +114,14 @@ def test_generative_detail_is_bounded_by_the_original_not_noise(crops, decoder):
         assert psnr(x, d[decoder]) > psnr(x, d["mse"]) - 3.0
 
 
-def test_a_file_written_by_the_previous_version_decodes_to_the_same_latents_and_image(codec):
+def test_a_file_written_by_the_previous_version_decodes_to_the_same_latents_and_image():
     """tests/fixtures/previous_version: a crop of skimage's coffee compressed with the
-    default bundle by commit 2948314, before tables came from the bundle."""
+    then default (now tests/fixtures/demo_bundle) by commit 2948314, before tables
+    came from the bundle."""
     from hific_diffusion.coding import coding
     from hific_diffusion.pipeline import read_file
 
+    codec = Codec.from_bundle(DEMO_BUNDLE)
     fixtures = Path(__file__).resolve().parent / "fixtures" / "previous_version"
     data = read_file(fixtures / "coffee_v0.hfd")
     record = json.loads((fixtures / "coffee_v0.json").read_text())

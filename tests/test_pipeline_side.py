@@ -1,5 +1,5 @@
 """Side information through the Codec: compress(decoders=...), CorrDiff on the
-shipped default model's trained diffusion decoder, and files written before
+first demo model's trained diffusion decoder, and files written before
 side information existed."""
 
 import dataclasses
@@ -17,12 +17,16 @@ from hific_diffusion.data import offline_photos
 from hific_diffusion.metrics.psnr import psnr
 from hific_diffusion.pipeline import Codec, CodecError
 
+# The first bundled default (configs/demo.py, 2026-11-23): the files in
+# tests/fixtures/{previous_version,format_v1} were written with it.
+DEMO_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "demo_bundle"
+
 V1 = Path(__file__).resolve().parent / "fixtures" / "format_v1"
 
 
 @pytest.fixture(scope="module")
 def codec():
-    return Codec.load()  # the shipped default: a trained diffusion decoder, 16 steps
+    return Codec.load(DEMO_BUNDLE)  # a trained diffusion decoder, 16 steps; wrote format_v1
 
 
 def _crop(x, h=96, w=128):
@@ -47,7 +51,7 @@ def coded(codec, photos):
 
 
 def test_a_format_v1_file_decodes_as_it_did_when_written(codec):
-    """tests/fixtures/format_v1: written with the default bundle before side
+    """tests/fixtures/format_v1: written with the demo bundle before side
     information existed; the same pixels (one grey level of float rounding
     allowed on another machine, DESIGN.md), and compressing the same crop
     still writes a version-1 file."""
