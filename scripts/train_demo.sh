@@ -39,7 +39,7 @@ for stage in $STAGES; do
         --workdir="$RUNS/diffusion" --workdir="$RUNS/flow" --out="$BUNDLE"
       ;;
     eval) "$PY" -m hific_diffusion.eval --config=demo --bundle="$BUNDLE" --out="$RUNS/eval" ;;
-    card) "$PY" scripts/write_model_card.py --runs="$RUNS" --eval="$RUNS/eval" --bundle="$BUNDLE" ;;
+    card) "$PY" scripts/write_demo_card.py --runs="$RUNS" --eval="$RUNS/eval" --bundle="$BUNDLE" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
