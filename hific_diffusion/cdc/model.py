@@ -209,6 +209,11 @@ class CDC(nnx.Module):
             entropy_model.bits(valid.fill_outside(z_lik, 1.0)),
         )
 
+    def __call__(self, x01, training: bool = False, rng=None):
+        """``{"y_bits", "z_bits"}`` per image (the likelihood estimate, as ELIC's)."""
+        _, y_bits, z_bits = self.encode(x01, training, rng)
+        return dict(y_bits=y_bits, z_bits=z_bits)
+
     def denoise(self, z_t, logsnr, features, training: bool = False, dropout_rng=None):
         """x0 prediction (model space [-1, 1]) from z_t at ``logsnr`` given
         the context features of y_hat."""
