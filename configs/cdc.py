@@ -27,6 +27,8 @@ def get_config(arg: str = "paper"):
     config.name = f"cdc:{arg}"
     config.task = "cdc"
     cdc = config.cdc
+    # eval --bundle <a CDC bundle>: its one decoder (the HFD ones are not its).
+    config.eval.decoders = ("cdc",)
     if arg == "paper":
         # ASSUMPTION: batch 8 of 256 px crops, lr 1e-4, 1M steps (the
         # paper's training length was not available to us).

@@ -158,3 +158,17 @@ def test_real_bytes_decode_to_the_same_latents_and_image(tiny_cdc_cfg, tiny_cdc)
     assert not np.array_equal(img, decode.generate(tiny_cdc, y_dec, tiny_cdc_cfg, seed=8))
     with pytest.raises(decode.CDCDecodeError, match="at least 1"):
         decode.generate(tiny_cdc, y_dec, tiny_cdc_cfg, steps=0)
+
+
+def test_training_samples_show_the_decoded_image(tiny_cdc):
+    # The trainer's sample rows for the cdc task: input | what CDC decodes.
+    from hific_diffusion.train import samples, tasks
+
+    config = configs.load("cdc:tiny")
+    graphdef, params, rest = nnx.split(tiny_cdc, nnx.Param, ...)
+    batch = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    rows = samples.rows(
+        tasks.get_task("cdc"), config, graphdef, params.to_pure_dict(), rest, None, batch
+    )
+    assert len(rows) == 1 and [a.shape for a in rows[0]] == [(64, 64, 3)] * 2
+    assert rows[0][1].dtype == np.uint8
