@@ -42,6 +42,7 @@ import numpy as np
 
 from hific_diffusion import configs, flatstate, hashing
 from hific_diffusion.autoencoder.defaults import model_config
+from hific_diffusion.cdc.defaults import cdc_config
 from hific_diffusion.coding.tables import DiscreteTables
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
@@ -58,8 +59,13 @@ SECTIONS = {
     "diffusion": "diffusion",
     "flow": "diffusion",
     "hfdplus": "diffusion",
+    # CDC's own model family: one model that codes and decodes (a CDC bundle
+    # holds it instead of an autoencoder).
+    "cdc": "cdc",
 }
-DEFAULTS = {"model": model_config, "diffusion": diffusion_config}
+DEFAULTS = {"model": model_config, "diffusion": diffusion_config, "cdc": cdc_config}
+# The model that decides a bundle's bits, per family: a bundle holds exactly one.
+CODERS = ("autoencoder", "cdc")
 # Version 1: one config.json for all models; their weights files.
 V1_WEIGHTS = {
     "autoencoder": "weights/autoencoder.npz",
@@ -175,8 +181,11 @@ def save_bundle(path, models, tables, fingerprint: bytes | None = None) -> Path:
     ``coding.model_fingerprint(autoencoder)``.
     """
     unknown = set(models) - set(SECTIONS)
-    if unknown or "autoencoder" not in models:
-        raise BundleError(f"bundle needs 'autoencoder' and only models from {tuple(SECTIONS)}")
+    coders = [n for n in CODERS if n in models]
+    if unknown or len(coders) != 1 or ("cdc" in models and len(models) > 1):
+        raise BundleError(
+            f"bundle needs 'autoencoder' (and decoders from {tuple(SECTIONS)}) or 'cdc' alone"
+        )
     order = [name for name in SECTIONS if name in models]
     files = {"config.json": config_to_json({n: models[n][0] for n in order}).encode()}
     for name in order:
@@ -196,7 +205,8 @@ def load_bundle(path) -> Bundle:
     path = Path(os.fspath(path))
     manifest = hashing.read_manifest(path, FORMAT, (1, VERSION), BundleError, WHAT)
     files = manifest["files"]
-    for rel in ("config.json", "weights/autoencoder.npz"):
+    coder = "weights/cdc.npz" if "weights/cdc.npz" in files else "weights/autoencoder.npz"
+    for rel in ("config.json", coder):
         if rel not in files:
             raise BundleError(f"bundle manifest lacks {rel}")
     hashing.verify_files(path, files, BundleError, WHAT)
@@ -222,9 +232,10 @@ def _models_v2(raw: dict, files: dict, f: Path) -> dict:
     if unknown:
         raise BundleError(f"bundle file {f} names unknown models {unknown}")
     out = {}
+    coder = "cdc" if "cdc" in raw else "autoencoder"
     for name, kind in SECTIONS.items():
         weights = f"weights/{name}.npz"
-        if name in raw or name == "autoencoder":
+        if name in raw or name == coder:
             if weights not in files:
                 raise BundleError(f"bundle manifest lacks {weights} ({f.name} has a {name} model)")
             out[name] = (_section(raw, name, kind, f), name, weights)

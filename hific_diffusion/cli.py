@@ -2,12 +2,14 @@
 
     hific-diffusion compress IN OUT.hfd [--quality 1|2|3 | --model BUNDLE] [--for corrdiff,hfdplus]
     hific-diffusion decompress IN.hfd OUT.png
-        [--decoder mse|diffusion|flow|corrdiff|hfdplus] [--steps N] [--seed S]
+        [--decoder mse|diffusion|flow|corrdiff|hfdplus|cdc] [--steps N] [--seed S]
         [--noise-level X] [--tile T] [--overlap O] [--gamma-scale G]
     hific-diffusion info IN.hfd
 
 The quality is chosen at compress time (``hific_diffusion.installed``): a
 file names its model, and decompress finds the installed one that wrote it.
+A CDC model (``--model`` a CDC bundle) is its own family: its files name the
+``cdc`` decoder, and an HFD model refuses them (and the reverse) in one line.
 
 IN may be a file, a directory or a glob; with more than one input OUT is a
 directory (created) and each output is named after its input. Every user
@@ -201,7 +203,11 @@ def cmd_compress(args) -> int:
     # A decoder the model lacks is reported before any image is coded.
     from hific_diffusion import decoders
 
+    if args.decoder is None:  # the model's own: mse (HFD), cdc (CDC)
+        args.decoder = codec.default_decoder
     decoders.side_kinds(codec, for_, args.decoder)
+    if bitstream.family_of(args.decoder) != codec.family:
+        raise CliError(f"--decoder {args.decoder}: not a decoder of this model")
 
     def one(src, dst):
         x = first if first is not None else images.load(src)
@@ -291,10 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("output", help="OUT.hfd, or a directory for several inputs")
     c.add_argument(
         "--decoder",
-        default="mse",
+        default=None,
         choices=bitstream.DECODERS,
         help="default decoder stored in the file (a hint; corrdiff and hfdplus add "
-        "their side information)",
+        "their side information; default: the model's, mse or cdc)",
     )
     c.add_argument(
         "--for",

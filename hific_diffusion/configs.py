@@ -24,6 +24,7 @@ from hific_diffusion import errors
 # Each section's defaults live beside the code that reads it (plain
 # ml_collections, no model code); this module only assembles them.
 from hific_diffusion.autoencoder.defaults import model_config
+from hific_diffusion.cdc.defaults import cdc_config
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation.defaults import eval_config
@@ -199,10 +200,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.name = "base"
     config.seed = 0
     # Which model the trainer fits: "autoencoder" (stage 1), "diffusion" or
-    # "flow" (stage 2, autoencoder frozen).
+    # "flow" (stage 2, autoencoder frozen), "cdc" (CDC, one stage).
     config.task = "autoencoder"
     config.model = model_config()
     config.diffusion = diffusion_config()
+    config.cdc = cdc_config()
     config.train = train_config()
     config.data = data_config()
     config.eval = eval_config()

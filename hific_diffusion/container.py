@@ -54,9 +54,10 @@ class Container:
     ``decode(sections, padded_hw) -> float[1, Hp, Wp, 3]`` and crops.
     """
 
-    def __init__(self, fingerprint: bytes):
+    def __init__(self, fingerprint: bytes, family: str = "hfd"):
         self.fingerprint = bytes(fingerprint)
         self.short_fingerprint = bitstream.short_fingerprint(self.fingerprint)
+        self.family = family  # bitstream.FAMILIES: which files this model reads
 
     def encode(
         self,
@@ -84,8 +85,16 @@ class Container:
         return bitstream.pack(header, list(sections))
 
     def unpack(self, data: bytes) -> tuple[Header, list[bytes]]:
-        """Parses and verifies ``data`` and checks it was made by this model."""
+        """Parses and verifies ``data`` and checks it was made by this model
+        (first its family: an HFD model refuses a CDC file and vice versa)."""
         header, sections = bitstream.unpack(data)
+        family = bitstream.family_of(header.decoder)
+        if family != self.family:
+            names = bitstream.FAMILY_NAMES
+            raise BitstreamError(
+                f"this is a {names[family]} file ({header.decoder} decoder); this model is "
+                f"{names[self.family]}: decode it with a {names[family]} model (--model BUNDLE)"
+            )
         if header.fingerprint != self.short_fingerprint:
             raise BitstreamError(
                 f"bitstream was made by a different model (fingerprint "

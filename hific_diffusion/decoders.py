@@ -7,6 +7,9 @@ needs, how the encoder makes it and how the decoder reads it.
   ``diffusion`` is; side information ``corrdiff`` (16 bits a step).
 * ``hfdplus`` (``diffusion/hfdplus.py``): its own U-Net, conditioned on the
   residual-energy map; side information ``hfdplus``.
+* ``cdc`` (``cdc/``): the CDC family's one decoder, CDC's own model (its
+  content coder writes the latents; DDIM from y_hat). A CDC Codec runs only
+  it, an HFD Codec never (``bitstream.FAMILIES``).
 
 ``pipeline.Codec`` calls these; they raise ``CodecError`` for a request the
 model cannot serve and ``BitstreamError`` for side information that is corrupt.
@@ -22,7 +25,7 @@ from hific_diffusion.errors import HfdError
 
 # decoder -> the generative model it runs (None: the autoencoder's g_s)
 MODEL = {"mse": None, "diffusion": "diffusion", "flow": "flow", "corrdiff": "diffusion",
-         "hfdplus": "hfdplus"}  # fmt: skip
+         "hfdplus": "hfdplus", "cdc": "cdc"}  # fmt: skip
 # decoder -> the side-information kind it needs
 NEEDS = {"corrdiff": "corrdiff", "hfdplus": "hfdplus"}
 # generative model -> its sampler kind (decode.KINDS) and its U-Net's side channels
@@ -42,9 +45,11 @@ def check_name(decoder) -> None:
         )
 
 
-def available(models) -> tuple[str, ...]:
-    """The decoders a Codec with generative ``models`` can run, in ``DECODERS`` order."""
-    return tuple(d for d in bitstream.DECODERS if MODEL[d] is None or MODEL[d] in models)
+def available(models, family: str = "hfd") -> tuple[str, ...]:
+    """The decoders a Codec of ``family`` with generative ``models`` can run,
+    in ``DECODERS`` order."""
+    names = bitstream.FAMILIES[family]
+    return tuple(d for d in names if MODEL[d] is None or MODEL[d] in models)
 
 
 def check_model(name: str, section) -> None:

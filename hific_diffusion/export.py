@@ -51,6 +51,10 @@ def combine(codecs):
     if not codecs:
         raise ExportError("pass at least one --workdir")
     base, decoders = codecs[0], {}
+    if any(c.family == "cdc" for c in codecs):
+        if len(codecs) > 1:
+            raise ExportError("a CDC bundle is one cdc workdir alone (CDC has its own coder)")
+        return base
     for codec in codecs:
         if codec.fingerprint != base.fingerprint:
             raise ExportError("the workdirs were trained on different autoencoders")
@@ -80,6 +84,8 @@ def with_decode_settings(codec, settings):
     field's type and checked by building the decoder's ``SamplerSpec``."""
     if not settings:
         return codec
+    if codec.family == "cdc":
+        raise ExportError("--decode sets HFD decoders' sampling; a CDC bundle has none")
     from hific_diffusion.diffusion import decode  # on use: imports jax
 
     sections = {

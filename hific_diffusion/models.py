@@ -26,6 +26,7 @@ from flax import nnx
 from hific_diffusion import skeleton
 from hific_diffusion.autoencoder.elic import ELIC
 from hific_diffusion.bundle import SECTIONS, Bundle, BundleError
+from hific_diffusion.cdc.model import CDC
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import ModelConfigError
 from hific_diffusion.flatstate import flatten_state
@@ -36,6 +37,7 @@ from hific_diffusion.flatstate import key as flat_key
 MODULES = {
     "model": (lambda section: ELIC(section, rngs=nnx.Rngs(0)), None),
     "diffusion": (lambda section: UNet(section.unet, rngs=nnx.Rngs(0)), "unet"),
+    "cdc": (lambda section: CDC(section, rngs=nnx.Rngs(0)), None),
 }
 
 
@@ -140,7 +142,7 @@ def _bundle_module(b: Bundle, name: str):
     m = b.models[name]
     part = MODULES[SECTIONS[name]][1]
     where = f"config.json {m.section}" + (f".{part}" if part else "")
-    what = name if name == "autoencoder" else f"{name} decoder"
+    what = name if name in ("autoencoder", "cdc") else f"{name} decoder"
     try:
         return build(name, m.config, m.params, exact=True)
     except BundleError as e:
@@ -152,7 +154,12 @@ def _bundle_module(b: Bundle, name: str):
 def from_bundle(b: Bundle):
     """(config, autoencoder, decoders) of a loaded bundle, ``config`` holding
     only the autoencoder's ``model`` section; every fault is a BundleError
-    naming the file and field."""
+    naming the file and field. A CDC bundle: ``({"cdc": section}, None,
+    {"cdc": (section, module)})``, its model coding and decoding."""
+    if "cdc" in b.models:
+        section = b.models["cdc"].config
+        module = _bundle_module(b, "cdc")
+        return ml_collections.ConfigDict({"cdc": section}), None, {"cdc": (section, module)}
     autoencoder = _bundle_module(b, "autoencoder")
     decoders = {
         name: (m.config, _bundle_module(b, name))
@@ -172,6 +179,9 @@ def from_checkpoint(workdir, which: str = "ema"):
 
     config, states = checkpoint.restore_params(workdir, which=which)
     decoders = {}
+    if "cdc" in states:  # CDC: one model, trained in one stage
+        cdc = build("cdc", config.cdc, flatten_state(states["cdc"]))
+        return config, None, {"cdc": (config.cdc, cdc)}
     if "unet" in states:
         ae_dir = config.train.get("autoencoder_checkpoint", "")
         if not ae_dir:

@@ -27,7 +27,7 @@ from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  #
 from hific_diffusion.decoders import CodecError  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
-GENERATIVE = ("diffusion", "flow", "hfdplus")  # the generative models a Codec can hold
+GENERATIVE = ("diffusion", "flow", "hfdplus", "cdc")  # the generative models a Codec can hold
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
@@ -91,14 +91,26 @@ class Codec:
       decoders: ``{name: (config section, module)}``: generative models
         ("diffusion", "flow", "hfdplus"), each with its own ``diffusion``
         config section. ``corrdiff`` runs the diffusion model.
+
+    A CDC Codec (``family == "cdc"``) is ``Codec(config, None,
+    decoders={"cdc": (cdc section, CDC module)})``: the CDC model is both
+    its coder (content encoder and hyperprior) and its one decoder; it reads
+    and writes CDC files only (``bitstream.FAMILIES``).
     """
 
     def __init__(
         self, config, autoencoder, diffusion=None, flow=None, tables=None, *, decoders=None
     ):
         self.config = config
-        self.autoencoder = autoencoder
         decoders = dict(decoders or {})
+        self.family = "cdc" if "cdc" in decoders else "hfd"
+        if self.family == "cdc":
+            if autoencoder is not None or diffusion is not None or flow is not None:
+                raise CodecError("a CDC Codec is its CDC model alone (no autoencoder, no U-Nets)")
+            if set(decoders) != {"cdc"}:
+                raise CodecError(f"a CDC Codec holds no HFD decoders, got {sorted(decoders)}")
+            autoencoder = decoders["cdc"][1]
+        self.autoencoder = autoencoder
         for name, module in (("diffusion", diffusion), ("flow", flow)):
             if module is not None:
                 if name in decoders:
@@ -113,6 +125,14 @@ class Codec:
             from hific_diffusion.diffusion import decode  # on use: imports flax
 
             for name, (section, _) in decoders.items():
+                if name == "cdc":
+                    from hific_diffusion.cdc import decode as cdc_decode  # on use: flax
+
+                    try:
+                        cdc_decode.sampler_settings(section)
+                    except HfdError as e:
+                        raise CodecError(f"cdc decoder config: {e}") from None
+                    continue
                 try:
                     decode.check_args(section, decoders_.KIND[name])
                 except HfdError as e:
@@ -126,7 +146,7 @@ class Codec:
         }
         self.coding = _coding().prepare(autoencoder, tables)
         self.fingerprint = bytes(self.coding.fingerprint)
-        self._container = container.Container(self.fingerprint)
+        self._container = container.Container(self.fingerprint, self.family)
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -219,13 +239,21 @@ class Codec:
         (``bundle.save_codec``), the autoencoder first."""
         from flax import nnx  # on use, as in _split_module
 
+        if self.family == "cdc":  # the one model codes and decodes
+            return {"cdc": (self.generative["cdc"].config, self.generative["cdc"].state)}
         out = {"autoencoder": (self.config.model, nnx.state(self.autoencoder))}
         return out | {name: (d.config, d.state) for name, d in self.generative.items()}
 
     @property
     def decoders(self) -> tuple[str, ...]:
         """Decoders this Codec can run (corrdiff whenever it has diffusion)."""
-        return decoders_.available(self.generative)
+        return decoders_.available(self.generative, self.family)
+
+    @property
+    def default_decoder(self) -> str:
+        """The decoder a file of this model names when none is asked for:
+        ``mse`` (HFD), ``cdc`` (CDC)."""
+        return "cdc" if self.family == "cdc" else "mse"
 
     def model_digest(self) -> str:
         """Hex sha256 of everything that decides this Codec's outputs: the
@@ -246,7 +274,7 @@ class Codec:
         return self._digest
 
     # ------------------------------------------------------------- compressing
-    def compress(self, image, *, decoder: str = "mse", steps: int = 0, seed: int = 0,
+    def compress(self, image, *, decoder: str | None = None, steps: int = 0, seed: int = 0,
                  decoders=()) -> bytes:  # fmt: skip
         """Image (uint8 array, PIL image or path) -> ``.hfd`` bytes.
 
@@ -257,7 +285,13 @@ class Codec:
         this model has. Side information counts in the file's bytes (real bpp).
         CorrDiff's encoder runs the diffusion sampler (as slow as decoding).
         """
+        decoder = self.default_decoder if decoder is None else decoder
         kinds = decoders_.side_kinds(self, decoders, decoder)
+        if bitstream.family_of(decoder) != self.family:  # the header names the family
+            raise CodecError(
+                f"{decoder} is not a decoder of this {bitstream.FAMILY_NAMES[self.family]} "
+                f"model (its decoders: {', '.join(bitstream.FAMILIES[self.family])})"
+            )
         steps = 0 if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
             raise CodecError(f"steps must be an integer, got {steps!r}")
@@ -290,6 +324,8 @@ class Codec:
     def decompress_mse(self, data: bytes) -> tuple[Header, np.ndarray]:
         """Bytes -> (header, x_mse float32[1, H, W, 3] in [0, 1], cropped)."""
         header, sections = self.read_header(data)
+        if self.family == "cdc":
+            raise CodecError("a CDC model has no MSE reconstruction (its decoder is cdc)")
         return header, self._decode_mse(header, sections)
 
     def _decode_mse(self, header: Header, sections: list[bytes], uint8=False) -> np.ndarray:
@@ -325,6 +361,12 @@ class Codec:
         header, sections = self.read_header(data)
         decoder = header.decoder if decoder is None else decoder
         decoders_.check_gamma_scale(decoder, gamma_scale)
+        if decoder not in self.decoders:
+            raise CodecError(
+                f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
+            )
+        if self.family == "cdc":
+            return self._decode_cdc(header, sections, steps, seed)
         if decoder == "mse":
             # uint8 straight from g_s, tile by tile: no float image of its size.
             return self._decode_mse(header, sections, uint8=True)[0]
@@ -350,6 +392,26 @@ class Codec:
         except HfdError as e:  # GenerateError, TilingError; a bare ValueError is a bug
             raise CodecError(f"{decoder} decoder: {e}") from None
         return container.to_uint8(out)
+
+    def _decode_cdc(self, header: Header, sections, steps, seed) -> np.ndarray:
+        """CDC: the exact y_hat from the sections, then DDIM from it."""
+        from hific_diffusion.cdc import decode as cdc_decode  # on use: flax
+
+        gen = self.generative["cdc"]
+        steps = steps if steps is not None else (header.steps or None)
+        seed = header.seed if seed is None else seed
+        try:
+            cdc_decode.sampler_settings(gen.config, steps)
+        except HfdError as e:
+            raise CodecError(f"cdc decoder: {e}") from None
+
+        def decode(secs, padded_hw):
+            y_hat, _ = _coding().decode_latents(self.coding, secs, padded_hw)
+            return cdc_decode.generate(
+                (gen.graphdef, gen.state), y_hat, gen.config, seed=seed, steps=steps
+            )
+
+        return container.to_uint8(self._container.decode(header, sections, decode))
 
 
 DEFAULT_BUNDLE = installed.quality_dir(installed.DEFAULT_QUALITY)  # the shipped default

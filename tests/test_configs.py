@@ -5,9 +5,11 @@ import sys
 
 import pytest
 
-from hific_diffusion import configs
+from hific_diffusion import configs, errors
 
-EXPECTED = {"elic_mse", "hfd", "hfd_rf", "clic20", "clic22", "coco30k", "kodak", "tiny", "demo"}
+EXPECTED = {
+    "elic_mse", "hfd", "hfd_rf", "clic20", "clic22", "coco30k", "kodak", "tiny", "demo", "cdc",
+}  # fmt: skip
 
 
 def test_every_documented_config_is_available_and_loads():
@@ -15,7 +17,26 @@ def test_every_documented_config_is_available_and_loads():
     for name in configs.available():
         config = configs.load(name)
         assert config.name.split(":")[0] == name
-        assert config.task in ("autoencoder", "diffusion", "flow")
+        assert config.task in ("autoencoder", "diffusion", "flow", "cdc")
+
+
+def test_cdc_variants_keep_cdc_s_structure_at_every_scale():
+    # configs/cdc.py: paper scale and the CPU-scale demo / tiny variants, each
+    # the cdc task, decoding with its own decoder; the U-Net's first levels
+    # take the finest context features.
+    for arg in ("paper", "demo", "tiny"):
+        config = configs.load(f"cdc:{arg}")
+        assert config.task == "cdc" and tuple(config.eval.decoders) == ("cdc",)
+        c = config.cdc
+        assert len(c.encoder_widths) == len(c.context_widths) == 4
+        ctx = tuple(c.unet.context_channels)
+        assert ctx == tuple(reversed(c.context_widths))[: len(ctx)]
+        assert c.unet.cond_channels == 0 and c.scale_min == 0.1 and c.init_scale == 0.8
+    paper = configs.load("cdc").cdc
+    assert tuple(paper.encoder_widths) == (64, 128, 192, 256) and paper.steps == 65
+    assert [64 * m for m in paper.unet.channel_mult] == [64, 128, 192, 256, 320, 384]
+    with pytest.raises(errors.UsageError, match="cdc:huge"):
+        configs.load("cdc:huge")
 
 
 def test_name_arg_reaches_get_config():

@@ -112,6 +112,24 @@ class SpaceChannelContext(nnx.Module):
             self.aggregate.append(_convs(dims, 1, rngs))
 
 
+class MeanScale(nnx.Module):
+    """No context at all: the mean-scale hyperprior of Minnen et al. 2018
+    (without its autoregressive part), as CDC's content coder uses it.
+
+    One group of all M channels with empty spatial, channel and aggregation
+    networks; :func:`group_params` then reads (scale, mean) straight from the
+    hyper features (h_s outputs 2M channels). The same coding order, integer
+    path (``coding/intnet.py``) and tables as ELIC's context serve it; the
+    checkerboard's two stages simply get the same parameters.
+    """
+
+    def __init__(self, m: int):
+        self.groups = (int(m),)
+        self.spatial = nnx.List([nnx.List()])
+        self.channel = nnx.List([nnx.List()])
+        self.aggregate = nnx.List([nnx.List()])
+
+
 def split_groups(y, groups):
     return jnp.split(y, np.cumsum(groups)[:-1], axis=-1)
 
@@ -132,6 +150,9 @@ def group_params(net, k: int, hyper, y_prev, y_anchor, channel=None):
     valid once ``y_anchor`` holds the decoded anchors. ``channel``: the
     :func:`channel_context` of ``y_prev`` if already computed.
     """
+    if not len(net.aggregate[k]):  # MeanScale: the hyper features are (scale, mean)
+        sigma, mu = jnp.split(hyper, 2, axis=-1)
+        return mu, sigma
     h, w = hyper.shape[1:3]
     nonanchor = checkerboard_traced(h, w, NONANCHOR)
     spatial = chain(net.spatial[k], jnp.where(nonanchor, 0, y_anchor))

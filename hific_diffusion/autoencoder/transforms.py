@@ -95,13 +95,16 @@ class HyperSynthesis(nnx.Module):
     the integer path (:func:`hific_diffusion.coding.intnet.IntConv`) mirrors.
     """
 
-    def __init__(self, n: int, *, rngs: nnx.Rngs):
-        h = max(n * 3 // 2, 1)
+    def __init__(self, n: int, *, out: int | None = None, rngs: nnx.Rngs):
+        # ``out``: output channels, 2N for ELIC's aggregation; a mean-scale
+        # hyperprior (CDC) outputs (scale, mean) of every latent channel, 2M.
+        out = 2 * n if out is None else int(out)
+        h = max(n * 3 // 2, 1) if out == 2 * n else max((n + out) // 2, 1)
         self.convs = nnx.List(
             [
                 Conv(n, n, 5, stride=2, transpose=True, rngs=rngs),
                 Conv(n, h, 5, stride=2, transpose=True, rngs=rngs),
-                Conv(h, 2 * n, 3, rngs=rngs),
+                Conv(h, out, 3, rngs=rngs),
             ]
         )
 

@@ -6,7 +6,8 @@ Layout (all integers little-endian)::
     0       4     magic b"\\x89HFD"
     4       1     format version: 1 without side information, 2 with it
     5       1     default decoder (an index into DECODERS: 0 mse, 1 diffusion,
-                  2 flow, 3 corrdiff, 4 hfdplus; new names are only appended)
+                  2 flow, 3 corrdiff, 4 hfdplus, 5 cdc; new names are only
+                  appended); it also names the model family (FAMILIES)
     6       2     sampler steps hint (0: the model's default)
     8       4     sampler seed
     12      2     original height H (1..MAX_SIDE)
@@ -52,7 +53,20 @@ MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 64
 FINGERPRINT_BYTES = 8
 # The header's decoder byte is an index into this tuple: append, never reorder.
-DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus")
+DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus", "cdc")
+# The model family whose files a decoder reads: HFD (an ELIC autoencoder and
+# its decoders) or CDC (its own content coder and diffusion decoder). A
+# file's header decoder names its family, so a model of the other family
+# refuses it in one line before anything is decoded.
+FAMILIES = {"hfd": ("mse", "diffusion", "flow", "corrdiff", "hfdplus"), "cdc": ("cdc",)}
+FAMILY_NAMES = {"hfd": "HFD", "cdc": "CDC"}
+
+
+def family_of(decoder: str) -> str:
+    """The family (``FAMILIES`` key) of a decoder name in ``DECODERS``."""
+    return next(f for f, names in FAMILIES.items() if decoder in names)
+
+
 # Side-information types by tag; a tag is never reused for another meaning.
 SIDE_TYPES = {1: "corrdiff", 2: "hfdplus"}
 MAX_SIDE_SECTIONS = 16

@@ -33,6 +33,14 @@ def unet_config() -> ml_collections.ConfigDict:
             # Extra conditioning channels after x_mse: 0 (HFD) or 3 (HFD+'s
             # per-channel residual-energy map, task "hfdplus").
             side_channels=0,
+            # Image channels the noisy input is concatenated with: 3 (x_mse, HFD)
+            # or 0 (CDC: the U-Net sees z_t alone and is conditioned through
+            # context_channels).
+            cond_channels=3,
+            # CDC (Yang & Mandt 2023): the first len(context_channels) levels
+            # concatenate a context feature of their resolution (that many
+            # channels, level 0 = full resolution) to their input. () = none.
+            context_channels=(),
             compute_dtype="bfloat16",
             param_dtype="float32",
         )

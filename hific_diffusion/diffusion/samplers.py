@@ -20,6 +20,9 @@ from hific_diffusion.diffusion import parameterization as P
 from hific_diffusion.diffusion import schedules
 
 DIFFUSION_SAMPLERS = ("ddpm", "ddim")
+# What ``predict`` returns: v (HFD's U-Net) or the clean image x (CDC's
+# x-parameterization, Yang & Mandt 2023).
+PREDICTS = ("v", "x")
 
 
 def ddpm_step(z_t, x_hat, logsnr_t, logsnr_s, noise, noise_level):
@@ -51,9 +54,12 @@ def ddim_step(z_t, x_hat, eps_hat, logsnr_s):
 
 def diffusion_steps(
     predict, z, key, start, stop, *, steps, schedule, sampler="ddpm", noise_level=0.0, clip_x=True,
-    known=None, correct=None,
+    known=None, correct=None, predicts="v",
 ):  # fmt: skip
     """Run diffusion steps ``start..stop-1`` of ``steps`` from state ``z``.
+
+    ``predicts``: what ``predict(z, logsnr)`` returns, ``"v"`` or ``"x"``
+    (the clean image; the noise estimate is then ``(z - alpha x) / sigma``).
 
     ``schedule(t) -> logsnr``. Returns the new state; after the final step
     the state is the x prediction in [-1, 1] model space. ``known = (x, mask)``
@@ -70,6 +76,8 @@ def diffusion_steps(
     """
     if sampler not in DIFFUSION_SAMPLERS:
         raise ValueError(f"unknown diffusion sampler {sampler!r}; expected {DIFFUSION_SAMPLERS}")
+    if predicts not in PREDICTS:
+        raise ValueError(f"unknown prediction {predicts!r}; expected {PREDICTS}")
 
     def body(i, carry):
         z, aux = carry if correct is not None else (carry, None)
@@ -77,13 +85,17 @@ def diffusion_steps(
         s = 1.0 - (i + 1) / steps
         logsnr_t, logsnr_s = schedule(t), schedule(s)
         alpha_t, sigma_t = schedules.alpha_sigma(logsnr_t)
-        v = predict(z, logsnr_t)
-        x_hat = P.predict_x_from_v(z, v, alpha_t, sigma_t)
-        if clip_x:
-            x_hat = jnp.clip(x_hat, -1.0, 1.0)
+        out = predict(z, logsnr_t)
+        if predicts == "x":
+            x_hat = jnp.clip(out, -1.0, 1.0) if clip_x else out
             eps_hat = P.predict_eps_from_x(z, x_hat, alpha_t, sigma_t)
         else:
-            eps_hat = P.predict_eps_from_v(z, v, alpha_t, sigma_t)
+            x_hat = P.predict_x_from_v(z, out, alpha_t, sigma_t)
+            if clip_x:
+                x_hat = jnp.clip(x_hat, -1.0, 1.0)
+                eps_hat = P.predict_eps_from_x(z, x_hat, alpha_t, sigma_t)
+            else:
+                eps_hat = P.predict_eps_from_v(z, out, alpha_t, sigma_t)
         if correct is not None:
             x_new, aux = correct[0](i, z, x_hat, aux)
             eps_hat = eps_hat - (alpha_t / sigma_t) * (x_new - x_hat)
@@ -126,11 +138,12 @@ def euler_flow_steps(predict, z, start, stop, *, steps, cond, known=None):
 
 
 def sample_diffusion(predict, shape, key, *, steps, schedule, sampler="ddpm", noise_level=0.0,
-                     clip_x=True):  # fmt: skip
-    """Full sampling from ``z_1 ~ N(0, I)``: the prior at t = 1."""
+                     clip_x=True, predicts="v", init_scale=1.0):  # fmt: skip
+    """Full sampling from ``z_1 ~ N(0, init_scale^2 I)``: the prior at t = 1
+    (``init_scale`` < 1: CDC's reduced starting noise, 0.8 in its decoder)."""
     k_init, k_steps = jax.random.split(key)
-    z = jax.random.normal(k_init, shape)
+    z = init_scale * jax.random.normal(k_init, shape)
     return diffusion_steps(
         predict, z, k_steps, 0, steps, steps=steps, schedule=schedule, sampler=sampler,
-        noise_level=noise_level, clip_x=clip_x,
+        noise_level=noise_level, clip_x=clip_x, predicts=predicts,
     )  # fmt: skip

@@ -5,7 +5,10 @@ Input: the noisy image ``z_t`` concatenated with the MSE reconstruction
 that many channels of side information (HFD+'s residual-energy map,
 ``hfdplus.py``) after ``x_mse``; conditioning: log-SNR through
 sinusoidal Fourier features and a 2-layer MLP, added to every residual
-block. Parameters are float32; activations run in ``compute_dtype`` (bf16 on
+block. CDC's denoiser (``hific_diffusion/cdc``) is the same network with
+``cond_channels = 0`` (no x_mse) and ``context_channels``: its first levels
+concatenate a context feature of their resolution to their input.
+Parameters are float32; activations run in ``compute_dtype`` (bf16 on
 accelerators); normalisation statistics are computed in float32.
 """
 
@@ -47,12 +50,20 @@ def check_config(cfg) -> None:
     f.number("dropout", minimum=0.0, below=1.0)
     f.number("fourier_scale")
     f.integer("side_channels", minimum=0)
+    f.integer("cond_channels", minimum=0)
+    context = f.integers("context_channels", nonempty=False)
     if f.integer("out_channels") != 3:
         f.fail("out_channels", cfg["out_channels"], "3 (v or x of an RGB image)")
     for name in ("compute_dtype", "param_dtype"):
         if not _is_float_dtype(f.get(name)):
             f.fail(name, f.get(name), "a float dtype name (float32, bfloat16, ...)")
     ch = [base * m for m in mult]
+    if len(context) > len(ch) or any(c < 1 for c in context):
+        f.fail(
+            "context_channels",
+            tuple(context),
+            f"at most {len(ch)} positive channel counts (one per level)",
+        )
     if ch[0] % 2:
         raise UNetConfigError(
             f"unet.base_channels * channel_mult[0] = {ch[0]} must be even "
@@ -198,7 +209,9 @@ class UNet(nnx.Module):
         self.temb1 = layers.linear(ch[0], temb_dim)
         self.temb2 = layers.linear(temb_dim, temb_dim)
         self.side_channels = int(cfg.side_channels)
-        self.conv_in = layers.conv(6 + self.side_channels, ch[0])
+        self.cond_channels = int(cfg.cond_channels)
+        self.context_channels = tuple(int(c) for c in cfg.context_channels)
+        self.conv_in = layers.conv(3 + self.cond_channels + self.side_channels, ch[0])
 
         def use_attn(level):
             return (cfg.resolution // 2**level) in tuple(cfg.attn_resolutions)
@@ -206,6 +219,8 @@ class UNet(nnx.Module):
         skips, cur, down = [ch[0]], ch[0], []
         for level, cout in enumerate(ch):
             blocks, attns = [], []
+            # CDC: this level's context feature is concatenated to its input.
+            cur += self.context_channels[level] if level < len(self.context_channels) else 0
             for _ in range(cfg.num_res_blocks):
                 blocks.append(ResBlock(cur, cout, temb_dim, layers))
                 attns += [Attention(cout, layers)] if use_attn(level) else []
@@ -235,21 +250,37 @@ class UNet(nnx.Module):
         self.norm_out = layers.norm(cur)
         self.conv_out = layers.conv(cur, cfg.out_channels)
 
-    def __call__(self, z_t, x_mse, logsnr, training: bool = False, dropout_rng=None):
-        """``x_mse``: ``[B, H, W, 3 + side_channels]``, the side channels after x_mse."""
-        c = 3 + self.side_channels
+    def __call__(self, z_t, x_mse, logsnr, training: bool = False, dropout_rng=None, context=None):
+        """``x_mse``: ``[B, H, W, cond_channels + side_channels]``, the side
+        channels after x_mse (with ``cond_channels = 0`` and no side channels
+        it may be None). ``context``: with ``context_channels``, one feature
+        ``[B, H / 2^l, W / 2^l, context_channels[l]]`` per level l (CDC)."""
+        c = self.cond_channels + self.side_channels
+        if x_mse is None and c == 0:
+            x_mse = jnp.zeros((*z_t.shape[:3], 0), z_t.dtype)
         if (
             z_t.ndim != 4
+            or x_mse is None
             or z_t.shape[:3] != x_mse.shape[:3]
             or (z_t.shape[-1], x_mse.shape[-1]) != (3, c)
         ):
             raise UNetInputError(
                 f"expected z_t [B, H, W, 3] and x_mse of equal shape but {c} channels (x_mse, "
-                f"then side_channels={self.side_channels}), got {z_t.shape}, {x_mse.shape}"
+                f"then side_channels={self.side_channels}), got {z_t.shape}, "
+                f"{None if x_mse is None else x_mse.shape}"
             )
         m = 2 ** (self.cfg_levels - 1)
         if z_t.shape[1] % m or z_t.shape[2] % m:
             raise UNetInputError(f"height and width must be multiples of {m}, got {z_t.shape}")
+        context = tuple(context or ())
+        want = [
+            (z_t.shape[0], z_t.shape[1] >> lv, z_t.shape[2] >> lv, cc)
+            for lv, cc in enumerate(self.context_channels)
+        ]
+        if [tuple(f.shape) for f in context] != want:
+            raise UNetInputError(
+                f"expected context features of shapes {want}, got {[f.shape for f in context]}"
+            )
         if training and self.dropout > 0 and dropout_rng is None:
             raise UNetInputError("training with dropout needs dropout_rng")
         counter = iter(range(10_000))
@@ -264,7 +295,9 @@ class UNet(nnx.Module):
 
         h = self.conv_in(jnp.concatenate([z_t, x_mse], axis=-1).astype(self.dtype))
         hs = [h]
-        for level in self.down:
+        for lv, level in enumerate(self.down):
+            if lv < len(context):
+                h = jnp.concatenate([h, context[lv].astype(h.dtype)], axis=-1)
             for i, block in enumerate(level.blocks):
                 h = block(h, temb, training, rng())
                 if len(level.attns):

@@ -2,6 +2,7 @@
 
 Stage 1 shows the rounded-latent reconstruction. Stage 2 shows the frozen
 ``x_mse`` and what the decoder generates from it with the config's sampler.
+CDC shows what its sampler decodes from the rounded content latent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
 
         x_hat = jax.device_get(recon(params, rest, x01))
         return [[images.to_uint8(a), images.to_uint8(b)] for a, b in zip(x01, x_hat, strict=True)]
+
+    if task.name == "cdc":
+        from hific_diffusion.cdc import decode as cdc_decode
+
+        model = nnx.merge(graphdef, nnx.State(params), rest, copy=True)
+        gd, st = nnx.split(model)
+        y_hat = jax.device_get(jax.jit(lambda s, x: nnx.merge(gd, s).encode(x)[0])(st, x01))
+        out = []
+        for i in range(len(x01)):
+            gen = cdc_decode.generate(model, y_hat[i : i + 1], config.cdc, seed=i)
+            out.append([images.to_uint8(x01[i]), images.to_uint8(gen[0])])
+        return out
 
     from hific_diffusion.diffusion import decode
 

@@ -9,6 +9,9 @@
   the residual-energy map of the crop (``diffusion.hfdplus``), computed from
   the crop and its ``x_mse`` as the codec computes it at compress time;
   needs ``diffusion.unet.side_channels = 3``.
+* ``cdc`` (Yang & Mandt 2023): CDC's content coder, context network and
+  x0-predicting U-Net trained together end to end (one stage, no frozen
+  autoencoder), ``cdc.model.cdc_loss`` on ``config.cdc``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from hific_diffusion.autoencoder.elic import ELIC, rd_loss
+from hific_diffusion.cdc.model import CDC, cdc_loss
 from hific_diffusion.diffusion import hfdplus, losses
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import HfdError
@@ -87,11 +91,21 @@ def _hfdplus_loss(model, x01, x_mse01, rng, config):
     return losses.diffusion_loss(model, x01, x_mse01, rng, config.diffusion, side=side)
 
 
+def _build_cdc(config, rngs):
+    return CDC(config.cdc, rngs=rngs)
+
+
+def _cdc_loss(model, x01, x_mse01, rng, config):
+    del x_mse01
+    return cdc_loss(model, x01, rng, config.cdc)
+
+
 TASKS = {
     "autoencoder": Task("autoencoder", "autoencoder", _build_autoencoder, _autoencoder_loss, False),
     "diffusion": Task("diffusion", "unet", _build_unet, _diffusion_loss, True),
     "flow": Task("flow", "unet", _build_unet, _flow_loss, True),
     "hfdplus": Task("hfdplus", "unet", _unet_builder(3), _hfdplus_loss, True),
+    "cdc": Task("cdc", "cdc", _build_cdc, _cdc_loss, False),
 }
 
 

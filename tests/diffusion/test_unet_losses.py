@@ -59,6 +59,42 @@ def test_unet_rejects_sizes_it_cannot_downsample(tiny_unet):
         jax.eval_shape(lambda: model(jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 4)), 0.0))
 
 
+def test_defaults_keep_the_hfd_unet_unchanged(tiny_cfg):
+    # cond_channels = 3 and no context: x_mse concatenated to z_t (6 inputs),
+    # every level as wide as before, so existing bundles load unchanged.
+    cfg = tiny_cfg.unet
+    assert cfg.cond_channels == 3 and tuple(cfg.context_channels) == ()
+    model = nnx.eval_shape(lambda: unet.UNet(cfg, rngs=nnx.Rngs(0)))
+    assert model.conv_in.kernel.shape[2] == 6
+    assert model.down[0].blocks[0].conv1.kernel.shape[2] == cfg.base_channels
+
+
+def test_context_features_condition_their_levels(tiny_cfg, make_random_unet):
+    # CDC: no x_mse input, a context feature concatenated at each of the
+    # first levels; the output follows the context.
+    cfg = tiny_cfg.unet.copy_and_resolve_references()
+    cfg.cond_channels, cfg.context_channels = 0, (5, 7)
+    model = nnx.merge(*make_random_unet(cfg))
+    assert model.conv_in.kernel.shape[2] == 3
+    assert model.down[0].blocks[0].conv1.kernel.shape[2] == cfg.base_channels + 5
+    assert model.down[1].blocks[0].conv1.kernel.shape[2] == cfg.base_channels + 7
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    z = jax.random.normal(k[0], (1, 16, 16, 3))
+    ctx = (jax.random.normal(k[1], (1, 16, 16, 5)), jax.random.normal(k[2], (1, 8, 8, 7)))
+    f = jax.jit(lambda c0, c1: model(z, None, 0.5, context=(c0, c1)))
+    out = f(*ctx)
+    assert out.shape == (1, 16, 16, 3)
+    assert not np.allclose(out, f(0 * ctx[0], ctx[1]), atol=1e-4)
+    assert not np.allclose(out, f(ctx[0], 0 * ctx[1]), atol=1e-4)
+    np.testing.assert_array_equal(out, f(*ctx))
+    with pytest.raises(unet.UNetInputError, match="context features"):
+        jax.eval_shape(lambda: model(z, None, 0.5, context=ctx[:1]))
+    bad = tiny_cfg.unet.copy_and_resolve_references()
+    bad.context_channels = (4, 4, 4)  # more than the two levels
+    with pytest.raises(unet.UNetConfigError, match="context_channels"):
+        unet.check_config(bad)
+
+
 def _affine_model(z, c, logsnr, training=False, dropout_rng=None):
     """A simple differentiable stand-in for the U-Net (identities hold for any model)."""
     return 0.3 * z - 0.5 * c + 0.01 * logsnr[:, None, None, None]
