@@ -45,12 +45,14 @@ WIP=${WIP:-weights/quality_2}
 SHIP=${SHIP:-0}
 OUT=$WIP
 [ "$SHIP" = 1 ] && OUT=$BUNDLE
-INIT=()
+INIT=() INIT_DIFF=()
 SNAPSHOT=$RUNS/previous_bundle  # export overwrites the source: keep a copy
 for src in "$WIP" "$BUNDLE"; do
   if [ -d "$SNAPSHOT" ] || grep -q '"photo model' "$src/model_card.json" 2>/dev/null; then
     [ -d "$SNAPSHOT" ] || cp -r "$src" "$SNAPSHOT"
     INIT=(--config.train.init_from="$SNAPSHOT")
+    # a work-in-progress bundle may hold the autoencoder alone
+    [ -f "$SNAPSHOT/weights/diffusion.npz" ] && INIT_DIFF=("${INIT[@]}")
     break
   fi
 done
@@ -70,7 +72,7 @@ diffusion() {
   local k
   for ((k = DIFF_CHUNK; ; k += DIFF_CHUNK)); do
     ((k > DIFF_STEPS)) && k=$DIFF_STEPS
-    train diffusion_0.3 photos:diffusion:0.3 "$k" 0 "${LPIPS[@]}" "${INIT[@]}" \
+    train diffusion_0.3 photos:diffusion:0.3 "$k" 0 "${LPIPS[@]}" "${INIT_DIFF[@]}" \
       --config.train.autoencoder_checkpoint="$RUNS/ae_0.3"
     ((k >= DIFF_STEPS)) && break
   done
@@ -89,9 +91,12 @@ for stage in $STAGES; do
       ;;
     export)
       rm -rf "$OUT"
-      # shellcheck disable=SC2086
-      "$PY" -m hific_diffusion.export --workdir="$RUNS/ae_0.3" --workdir="$RUNS/diffusion_0.3" \
-        --out="$OUT" $DECODE
+      args=(--workdir="$RUNS/ae_0.3")
+      if [ -d "$RUNS/diffusion_0.3/checkpoints" ]; then
+        # shellcheck disable=SC2206
+        args+=(--workdir="$RUNS/diffusion_0.3" $DECODE)
+      fi
+      "$PY" -m hific_diffusion.export "${args[@]}" --out="$OUT"
       ;;
     eval)
       [ "$SHIP" = 1 ] || continue
@@ -103,7 +108,8 @@ for stage in $STAGES; do
       [ "$SHIP" = 1 ] || extra=(--history-only)
       "$PY" scripts/write_model_card.py --bundle="$OUT" "${extra[@]}" \
         --photos="$PHOTOS" --previous="$SNAPSHOT/model_card.json" \
-        --run autoencoder="$RUNS/ae_0.3" --run diffusion="$RUNS/diffusion_0.3"
+        --run autoencoder="$RUNS/ae_0.3" \
+        $([ -f "$RUNS/diffusion_0.3/metrics.jsonl" ] && echo --run diffusion="$RUNS/diffusion_0.3")
       ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = os.path.join(tempfile.gettempdir(), "hfd_test_jax_cache")
@@ -80,6 +81,7 @@ def test_cdc_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
         np.testing.assert_allclose(got[k]["loss"], want[k]["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow  # a CDC bundle's real-bytes round trip runs by default: test_cdc_codec.py
 def test_cdc_train_export_compress_decompress_round_trip(tmp_path):
     # The one trainer's cdc run (the same program as above: compiled once,
     # from the cache), exported as a CDC bundle, codes real bytes and decodes them.
