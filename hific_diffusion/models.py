@@ -3,8 +3,9 @@
 ``bundle.SECTIONS`` names the models (the autoencoder, the generative
 decoders) and the kind of config section each is built from; ``MODULES``
 gives each kind its module: ELIC for a ``model`` section, the U-Net of a
-``diffusion`` section's ``unet``. Modules are built as skeletons (zeros, no
-initializer runs: ``skeleton.py``) and filled from the arrays.
+``diffusion`` section's ``unet``, HiFiC's generator for a ``gan`` section.
+Modules are built as skeletons (zeros, no initializer runs: ``skeleton.py``)
+and filled from the arrays.
 
 ``from_bundle`` and ``from_checkpoint`` return what ``pipeline.Codec`` is
 made of: a config whose ``model`` section built the autoencoder, the
@@ -30,12 +31,14 @@ from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import ModelConfigError
 from hific_diffusion.flatstate import flatten_state
 from hific_diffusion.flatstate import key as flat_key
+from hific_diffusion.gan.models import Generator
 
 # Per section kind: the module a section builds, and the subsection that
 # decides its shape (None: all of it).
 MODULES = {
     "model": (lambda section: ELIC(section, rngs=nnx.Rngs(0)), None),
     "diffusion": (lambda section: UNet(section.unet, rngs=nnx.Rngs(0)), "unet"),
+    "gan": (lambda section: Generator(section, rngs=nnx.Rngs(0)), None),
 }
 
 
@@ -166,20 +169,24 @@ def from_bundle(b: Bundle):
 def from_checkpoint(workdir, which: str = "ema"):
     """(config, autoencoder, decoders) of a training workdir (``checkpoint.restore_params``);
     a stage-2 workdir brings its autoencoder from ``config.train.autoencoder_checkpoint``
-    and is the decoder named by its task, with its own ``config.diffusion``."""
+    and is the decoder named by its task, with its own ``config.diffusion`` (hific:
+    its generator with ``config.gan``)."""
     # On use: checkpoint imports orbax (seconds), which loading a bundle never needs.
     from hific_diffusion.train import checkpoint
 
     config, states = checkpoint.restore_params(workdir, which=which)
     decoders = {}
-    if "unet" in states:
+    stage2 = {"unet": "diffusion", "generator": "gan"}
+    key = next((k for k in stage2 if k in states), None)
+    if key is not None:
         ae_dir = config.train.get("autoencoder_checkpoint", "")
         if not ae_dir:
             raise BundleError(f"{workdir}: stage-2 config names no train.autoencoder_checkpoint")
-        if SECTIONS.get(config.task) != "diffusion":
+        kind = stage2[key]
+        if SECTIONS.get(config.task) != kind:
             raise BundleError(f"{workdir}: task {config.task!r} is not a generative decoder")
-        unet = build(config.task, config.diffusion, flatten_state(states["unet"]))
-        decoders[config.task] = (config.diffusion, unet)
+        module = build(config.task, config[kind], flatten_state(states[key]))
+        decoders[config.task] = (config[kind], module)
         ae_config, autoencoder = checkpoint.restore_model(ae_dir, "autoencoder", which)
         config.model = ae_config.model
         return config, autoencoder, decoders

@@ -6,7 +6,8 @@ Layout (all integers little-endian)::
     0       4     magic b"\\x89HFD"
     4       1     format version: 1 without side information, 2 with it
     5       1     default decoder (an index into DECODERS: 0 mse, 1 diffusion,
-                  2 flow, 3 corrdiff, 4 hfdplus; new names are only appended)
+                  2 flow, 3 corrdiff, 4 hfdplus, 5 hific; new names are only
+                  appended)
     6       2     sampler steps hint (0: the model's default)
     8       4     sampler seed
     12      2     original height H (1..MAX_SIDE)
@@ -52,7 +53,7 @@ MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 64
 FINGERPRINT_BYTES = 8
 # The header's decoder byte is an index into this tuple: append, never reorder.
-DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus")
+DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus", "hific")
 # Side-information types by tag; a tag is never reused for another meaning.
 SIDE_TYPES = {1: "corrdiff", 2: "hfdplus"}
 MAX_SIDE_SECTIONS = 16
