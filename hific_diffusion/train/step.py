@@ -141,7 +141,8 @@ def _gan_step_fn(config, graphdef, tx, frozen_graphdef, disc):
             dstate["params"]
         )
 
-        # Generator: through the discriminator as it was at the start of the step.
+        # Generator: against the discriminator's parameters from the start of
+        # the step (with this step's power-iteration vectors), not the update.
         def g_loss_fn(xf):
             logits, _ = run_disc(dstate["params"], power, xf, y_hat, False)
             return gan_losses.generator_loss(xf, x01, logits, cfg, lpips_fn)
