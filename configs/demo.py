@@ -7,6 +7,7 @@ CPU in about an hour with the project's own ``train`` command:
     python -m hific_diffusion.train --config=demo:autoencoder --workdir=runs/demo/autoencoder
     python -m hific_diffusion.train --config=demo:diffusion --workdir=runs/demo/diffusion
     python -m hific_diffusion.train --config=demo:flow --workdir=runs/demo/flow
+    python -m hific_diffusion.train --config=demo:hific --workdir=runs/demo/hific  # optional
     python -m hific_diffusion.export --workdir=runs/demo/autoencoder \\
         --workdir=runs/demo/diffusion --workdir=runs/demo/flow \\
         --out=hific_diffusion/assets/quality_2
@@ -20,10 +21,10 @@ from hific_diffusion import configs
 
 # Steps per task, sized for ~35 min each on 2 CPU cores (stage 2: the two
 # decoders side by side, one core each).
-STEPS = {"autoencoder": 1500, "diffusion": 2000, "flow": 2000, "hfdplus": 2000}
+STEPS = {"autoencoder": 1500, "diffusion": 2000, "flow": 2000, "hfdplus": 2000, "hific": 2000}
 # Stage 2 trains on 64 px crops (4x cheaper than 128 on a CPU) and decodes in
 # 64 px tiles, the size it was trained at.
-CROP = {"autoencoder": 128, "diffusion": 64, "flow": 64, "hfdplus": 64}
+CROP = {"autoencoder": 128, "diffusion": 64, "flow": 64, "hfdplus": 64, "hific": 64}
 
 
 def get_config(arg: str = "autoencoder"):
@@ -38,6 +39,12 @@ def get_config(arg: str = "autoencoder"):
     config.model.res_blocks = 1
     # Low rate (~0.2-0.4 bpp), where the generative decoders have detail to add.
     config.model.lmbda = 0.0035
+    # demo:hific: HiFiC's generator has the autoencoder's g_s shape (it starts
+    # from it); a three-level discriminator at half HiFiC's width.
+    # ASSUMPTION: widths and steps sized for the CPU, not from a sweep.
+    config.gan.N, config.gan.M, config.gan.res_blocks = 48, 64, 1
+    config.gan.disc_channels = 32
+    config.gan.disc_layers = 3
     # Stage 2: a three-level U-Net without attention.
     config.diffusion.unet.base_channels = 32
     config.diffusion.unet.channel_mult = (1, 2, 2)
@@ -68,6 +75,10 @@ def get_config(arg: str = "autoencoder"):
     config.train.ckpt_every = 250
     config.train.num_samples = 1
     config.train.autoencoder_checkpoint = "runs/demo/autoencoder"
+    if arg == "hific":
+        # ASSUMPTION: HiFiC's Adam learning rate (1e-4, tfc configs.py) for
+        # both players; the generator starts trained, the GAN is fragile.
+        config.train.lr = 1e-4
     config.data.source = "offline_photos"
     config.data.crop = CROP.get(arg, 128)
     config.eval.dataset = "demo"

@@ -1,7 +1,8 @@
 """The default model's recipe, trained on the photo corpus (Debian-packaged
 photographs + the scikit-image / scikit-learn photos; held-out split never
 trained on). ``--config=photos:<task>:<rate>`` with task ``autoencoder``,
-``diffusion``, ``flow`` or ``hfdplus`` and rate one of ``RATES``.
+``diffusion``, ``flow``, ``hfdplus`` or ``hific`` (HiFiC's GAN decoder) and
+rate one of ``RATES``.
 
 Gather the photos first (offline copies of Debian packages, sha256-pinned):
 
@@ -38,6 +39,13 @@ def get_config(arg: str = "autoencoder:0.3"):
     m.channel_context = (96, 64)
     m.res_blocks = 1
     m.lmbda = RATES[rate]
+    # photos:hific:<rate>: the generator has this autoencoder's g_s shape
+    # (it starts from it); a three-level discriminator at half HiFiC's width.
+    # ASSUMPTION: sized for 2 CPU cores (64 px crops, batch 8), not a sweep.
+    g = config.gan
+    g.N, g.M, g.res_blocks = m.N, m.M, m.res_blocks
+    g.disc_channels = 32
+    g.disc_layers = 3
     t = config.train
     t.steps = 200_000
     t.batch_size = 8
@@ -81,6 +89,8 @@ def get_config(arg: str = "autoencoder:0.3"):
         t.lr = 2e-4
         t.warmup_steps = 100
         t.autoencoder_checkpoint = os.path.join("runs", "photos", f"ae_{rate}")
+    if task == "hific":
+        t.lr = 1e-4  # ASSUMPTION: HiFiC's Adam rate (tfc configs.py) for both players
     config.eval.dataset = "folder"
     config.eval.data_dir = os.path.join(DATA, "heldout")
     return config

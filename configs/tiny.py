@@ -13,6 +13,12 @@ def get_config(arg: str = "autoencoder"):
     config.model.channel_context = (16, 16)
     # One residual block per stage (ELIC has 3): halves the CPU compile time.
     config.model.res_blocks = 1
+    # tiny:hific: the generator has the autoencoder's g_s shape; a small
+    # two-level discriminator.
+    config.gan.N, config.gan.M, config.gan.res_blocks = 16, 24, 1
+    config.gan.disc_channels = 8
+    config.gan.disc_layers = 2
+    config.gan.latent_channels = 4
     config.diffusion.unet.base_channels = 16
     config.diffusion.unet.channel_mult = (1, 2)
     config.diffusion.unet.num_res_blocks = 1

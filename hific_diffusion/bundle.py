@@ -7,6 +7,7 @@ A bundle is a directory (format version 2)::
                                 section) and one entry per generative decoder,
                                 e.g. "diffusion" and "flow" (each the
                                 ``diffusion`` section of the run that trained it)
+                                or "hific" (the ``gan`` section of its run)
     weights/<model>.npz         flat arrays of each model in config.json
     tables/<name>.bin           the integer coding tables (DiscreteTables.to_bytes),
                                 z (factorized prior) and y (Gaussian scales)
@@ -46,6 +47,7 @@ from hific_diffusion.cdc.defaults import cdc_config
 from hific_diffusion.coding.tables import DiscreteTables
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
+from hific_diffusion.gan.defaults import gan_config
 
 FORMAT = "hific_diffusion-bundle"
 VERSION = 2
@@ -62,8 +64,14 @@ SECTIONS = {
     # CDC's own model family: one model that codes and decodes (a CDC bundle
     # holds it instead of an autoencoder).
     "cdc": "cdc",
+    "hific": "gan",
 }
-DEFAULTS = {"model": model_config, "diffusion": diffusion_config, "cdc": cdc_config}
+DEFAULTS = {
+    "model": model_config,
+    "diffusion": diffusion_config,
+    "cdc": cdc_config,
+    "gan": gan_config,
+}
 # The model that decides a bundle's bits, per family: a bundle holds exactly one.
 CODERS = ("autoencoder", "cdc")
 # Version 1: one config.json for all models; their weights files.

@@ -2,7 +2,7 @@
 
     hific-diffusion compress IN OUT.hfd [--quality 1|2|3 | --model BUNDLE] [--for corrdiff,hfdplus]
     hific-diffusion decompress IN.hfd OUT.png
-        [--decoder mse|diffusion|flow|corrdiff|hfdplus|cdc] [--steps N] [--seed S]
+        [--decoder mse|diffusion|flow|corrdiff|hfdplus|cdc|hific] [--steps N] [--seed S]
         [--noise-level X] [--tile T] [--overlap O] [--gamma-scale G]
     hific-diffusion info IN.hfd
 

@@ -28,6 +28,7 @@ from hific_diffusion.cdc.defaults import cdc_config
 from hific_diffusion.diffusion.defaults import diffusion_config
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation.defaults import eval_config
+from hific_diffusion.gan.defaults import gan_config
 from hific_diffusion.train.defaults import data_config, train_config
 
 # The configs live beside the package in the source tree (the README installs
@@ -200,11 +201,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.name = "base"
     config.seed = 0
     # Which model the trainer fits: "autoencoder" (stage 1), "diffusion" or
-    # "flow" (stage 2, autoencoder frozen), "cdc" (CDC, one stage).
+    # "flow" (stage 2, autoencoder frozen), "hfdplus", "hific" (the GAN decoder),
+    # "cdc" (CDC, one stage).
     config.task = "autoencoder"
     config.model = model_config()
     config.diffusion = diffusion_config()
     config.cdc = cdc_config()
+    config.gan = gan_config()
     config.train = train_config()
     config.data = data_config()
     config.eval = eval_config()

@@ -7,6 +7,9 @@ needs, how the encoder makes it and how the decoder reads it.
   ``diffusion`` is; side information ``corrdiff`` (16 bits a step).
 * ``hfdplus`` (``diffusion/hfdplus.py``): its own U-Net, conditioned on the
   residual-energy map; side information ``hfdplus``.
+* ``hific`` (``gan/``): HiFiC's generator on the latents y_hat (not on
+  x_mse); no sampler (deterministic: steps, seed and noise level do not
+  apply), no side information.
 * ``cdc`` (``cdc/``): the CDC family's one decoder, CDC's own model (its
   content coder writes the latents; DDIM from y_hat). A CDC Codec runs only
   it, an HFD Codec never (``bitstream.FAMILIES``).
@@ -25,11 +28,13 @@ from hific_diffusion.errors import HfdError
 
 # decoder -> the generative model it runs (None: the autoencoder's g_s)
 MODEL = {"mse": None, "diffusion": "diffusion", "flow": "flow", "corrdiff": "diffusion",
-         "hfdplus": "hfdplus", "cdc": "cdc"}  # fmt: skip
+         "hfdplus": "hfdplus", "cdc": "cdc", "hific": "hific"}  # fmt: skip
 # decoder -> the side-information kind it needs
 NEEDS = {"corrdiff": "corrdiff", "hfdplus": "hfdplus"}
 # generative model -> its sampler kind (decode.KINDS) and its U-Net's side channels
+# (the GAN decoder has neither: it runs no sampler and no U-Net)
 KIND = {"diffusion": "diffusion", "flow": "flow", "hfdplus": "diffusion"}
+GAN = ("hific",)
 SIDE_CHANNELS = {"diffusion": 0, "flow": 0, "hfdplus": 3}
 assert set(MODEL) == set(bitstream.DECODERS)
 
@@ -52,9 +57,17 @@ def available(models, family: str = "hfd") -> tuple[str, ...]:
     return tuple(d for d in names if MODEL[d] is None or MODEL[d] in models)
 
 
-def check_model(name: str, section) -> None:
+def check_model(name: str, section, latent_channels: int) -> None:
     """A generative model's config section fits its decoder (side channels,
-    HFD+'s map parameters); CodecError otherwise."""
+    HFD+'s map parameters; the GAN generator's input is the autoencoder's
+    ``latent_channels``); CodecError otherwise."""
+    if name in GAN:
+        if section.M != latent_channels:
+            raise CodecError(
+                f"{name} decoder: its generator reads {section.M} latent channels, the "
+                f"autoencoder writes {latent_channels}"
+            )
+        return
     have = section.unet.side_channels
     if have != SIDE_CHANNELS[name]:
         raise CodecError(
@@ -205,3 +218,20 @@ def check_sampler_args(codec, decoder: str, header, kw: dict, extra: dict) -> No
             f"this file's corrdiff side information has {n} factors, one per step of the "
             f"sampler it was made for; got {steps} steps"
         )
+
+
+def check_gan_args(decoder: str, noise_level, tile, overlap) -> None:
+    """The GAN decoder runs no sampler: sampler settings are an error (steps
+    and seed are hints any decoder may ignore)."""
+    for name, value in (("noise_level", noise_level), ("tile", tile), ("overlap", overlap)):
+        if value is not None:
+            raise CodecError(f"the {decoder} decoder runs no sampler; {name} does not apply")
+
+
+def synthesize_gan(codec, decoder: str, y_hat) -> np.ndarray:
+    """The GAN generator on the decoded latents y_hat [1, h, w, M] (padded
+    size): uint8 [1, H, W, 3], whole or in tiles, as g_s runs."""
+    from hific_diffusion.gan import decode  # on use, as above
+
+    gen = codec.generative[MODEL[decoder]]
+    return decode.synthesize(gen.graphdef, gen.state, y_hat, uint8=True)

@@ -3,8 +3,8 @@
 ``python -m hific_diffusion.export --workdir=AE_DIR [--workdir=DIFF_DIR]
 [--workdir=FLOW_DIR] --out=BUNDLE [--stablehlo] [--decode=diffusion.steps=2 ...]``
 
-Each ``--workdir`` is a training run (stage 1, or a stage-2 diffusion or flow
-run that names its stage-1 checkpoint). The bundle holds every model's
+Each ``--workdir`` is a training run (stage 1, or a stage-2 diffusion, flow,
+hfdplus or hific run that names its stage-1 checkpoint). The bundle holds every model's
 config section (each decoder its own run's) and EMA weights, the integer
 coding tables and the model fingerprint that bitstreams carry; loading it
 needs no optimizer state and no training code. ``--decode NAME.FIELD=VALUE``
@@ -96,6 +96,8 @@ def with_decode_settings(codec, settings):
         if name not in sections:
             have = ", ".join(sections) or "none"
             raise ExportError(f"--decode {setting!r}: no {name} decoder in the bundle ({have})")
+        if name not in decoders_.KIND:
+            raise ExportError(f"--decode {setting!r}: the {name} decoder runs no sampler")
         old = sections[name][field]
         try:
             sections[name][field] = type(old)(value)
@@ -104,6 +106,8 @@ def with_decode_settings(codec, settings):
                 f"--decode {setting!r}: {value!r} is not a {type(old).__name__}"
             ) from None
     for name, section in sections.items():
+        if name not in decoders_.KIND:
+            continue
         try:
             decode.SamplerSpec.from_config(section, decoders_.KIND[name])
         except HfdError as e:

@@ -3,8 +3,9 @@
 ``bundle.SECTIONS`` names the models (the autoencoder, the generative
 decoders) and the kind of config section each is built from; ``MODULES``
 gives each kind its module: ELIC for a ``model`` section, the U-Net of a
-``diffusion`` section's ``unet``. Modules are built as skeletons (zeros, no
-initializer runs: ``skeleton.py``) and filled from the arrays.
+``diffusion`` section's ``unet``, HiFiC's generator for a ``gan`` section.
+Modules are built as skeletons (zeros, no initializer runs: ``skeleton.py``)
+and filled from the arrays.
 
 ``from_bundle`` and ``from_checkpoint`` return what ``pipeline.Codec`` is
 made of: a config whose ``model`` section built the autoencoder, the
@@ -17,6 +18,8 @@ propagates as it is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,12 +28,13 @@ from flax import nnx
 
 from hific_diffusion import skeleton
 from hific_diffusion.autoencoder.elic import ELIC
-from hific_diffusion.bundle import SECTIONS, Bundle, BundleError
+from hific_diffusion.bundle import SECTIONS, Bundle, BundleError, load_bundle
 from hific_diffusion.cdc.model import CDC
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import ModelConfigError
 from hific_diffusion.flatstate import flatten_state
 from hific_diffusion.flatstate import key as flat_key
+from hific_diffusion.gan.models import Generator
 
 # Per section kind: the module a section builds, and the subsection that
 # decides its shape (None: all of it).
@@ -38,6 +42,7 @@ MODULES = {
     "model": (lambda section: ELIC(section, rngs=nnx.Rngs(0)), None),
     "diffusion": (lambda section: UNet(section.unet, rngs=nnx.Rngs(0)), "unet"),
     "cdc": (lambda section: CDC(section, rngs=nnx.Rngs(0)), None),
+    "gan": (lambda section: Generator(section, rngs=nnx.Rngs(0)), None),
 }
 
 
@@ -173,7 +178,8 @@ def from_bundle(b: Bundle):
 def from_checkpoint(workdir, which: str = "ema"):
     """(config, autoencoder, decoders) of a training workdir (``checkpoint.restore_params``);
     a stage-2 workdir brings its autoencoder from ``config.train.autoencoder_checkpoint``
-    and is the decoder named by its task, with its own ``config.diffusion``."""
+    and is the decoder named by its task, with its own ``config.diffusion`` (hific:
+    its generator with ``config.gan``)."""
     # On use: checkpoint imports orbax (seconds), which loading a bundle never needs.
     from hific_diffusion.train import checkpoint
 
@@ -182,16 +188,26 @@ def from_checkpoint(workdir, which: str = "ema"):
     if "cdc" in states:  # CDC: one model, trained in one stage
         cdc = build("cdc", config.cdc, flatten_state(states["cdc"]))
         return config, None, {"cdc": (config.cdc, cdc)}
-    if "unet" in states:
+    stage2 = {"unet": "diffusion", "generator": "gan"}
+    key = next((k for k in stage2 if k in states), None)
+    if key is not None:
         ae_dir = config.train.get("autoencoder_checkpoint", "")
         if not ae_dir:
             raise BundleError(f"{workdir}: stage-2 config names no train.autoencoder_checkpoint")
-        if SECTIONS.get(config.task) != "diffusion":
+        kind = stage2[key]
+        if SECTIONS.get(config.task) != kind:
             raise BundleError(f"{workdir}: task {config.task!r} is not a generative decoder")
-        unet = build(config.task, config.diffusion, flatten_state(states["unet"]))
-        decoders[config.task] = (config.diffusion, unet)
-        ae_config, autoencoder = checkpoint.restore_model(ae_dir, "autoencoder", which)
-        config.model = ae_config.model
+        module = build(config.task, config[kind], flatten_state(states[key]))
+        decoders[config.task] = (config[kind], module)
+        if (Path(ae_dir).expanduser() / "manifest.json").is_file():  # trained on a bundle's
+            b = load_bundle(Path(ae_dir).expanduser())
+            autoencoder, config.model = (
+                _bundle_module(b, "autoencoder"),
+                b.models["autoencoder"].config,
+            )
+        else:
+            ae_config, autoencoder = checkpoint.restore_model(ae_dir, "autoencoder", which)
+            config.model = ae_config.model
         return config, autoencoder, decoders
     if "autoencoder" not in states:
         raise BundleError(f"{workdir}: checkpoint has no autoencoder weights")

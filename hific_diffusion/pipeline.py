@@ -4,7 +4,8 @@ HFD (arXiv 2305.18231) Sec. 3: the MSE autoencoder alone decides the bits of
 the latents; the decoder side chooses how to render them: the MSE
 reconstruction, a conditional diffusion model or a rectified flow conditioned
 on it. Two decoders also read side information the encoder wrote for them
-(``decoders.py``): HFD+ (an energy map) and CorrDiff (a factor per step). Evaluation,
+(``decoders.py``): HFD+ (an energy map) and CorrDiff (a factor per step). HiFiC's
+GAN generator (``hific``) renders the same latents instead of g_s. Evaluation,
 export and the CLI all call this class; nothing re-implements compress or
 decompress on the side (DESIGN.md).
 """
@@ -27,7 +28,8 @@ from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  #
 from hific_diffusion.decoders import CodecError  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
-GENERATIVE = ("diffusion", "flow", "hfdplus", "cdc")  # the generative models a Codec can hold
+# the generative models a Codec can hold
+GENERATIVE = ("diffusion", "flow", "hfdplus", "cdc", "hific")
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
@@ -89,8 +91,9 @@ class Codec:
         with (a bundle's); ``None`` derives them from the weights
         (``tables.derive_tables``).
       decoders: ``{name: (config section, module)}``: generative models
-        ("diffusion", "flow", "hfdplus"), each with its own ``diffusion``
-        config section. ``corrdiff`` runs the diffusion model.
+        ("diffusion", "flow", "hfdplus", each with its own ``diffusion``
+        config section; "hific", HiFiC's generator, with its ``gan``
+        section). ``corrdiff`` runs the diffusion model.
 
     A CDC Codec (``family == "cdc"``) is ``Codec(config, None,
     decoders={"cdc": (cdc section, CDC module)})``: the CDC model is both
@@ -133,11 +136,12 @@ class Codec:
                     except HfdError as e:
                         raise CodecError(f"cdc decoder config: {e}") from None
                     continue
-                try:
-                    decode.check_args(section, decoders_.KIND[name])
-                except HfdError as e:
-                    raise CodecError(f"{name} decoder config: {e}") from None
-                decoders_.check_model(name, section)
+                if name in decoders_.KIND:
+                    try:
+                        decode.check_args(section, decoders_.KIND[name])
+                    except HfdError as e:
+                        raise CodecError(f"{name} decoder config: {e}") from None
+                decoders_.check_model(name, section, int(autoencoder.m))
         # name -> GenerativeDecoder, in GENERATIVE order.
         self.generative = {
             name: GenerativeDecoder(decoders[name][0], *_split_module(decoders[name][1]))
@@ -353,7 +357,9 @@ class Codec:
         bytes give the same image on the same platform; ``steps=None`` the
         header's hint, else the decoder's config. ``gamma_scale`` (corrdiff
         only, in [0, 1], default 1) scales CorrDiff's factors: 0 decodes as
-        the diffusion decoder. Every argument is checked before any decoding.
+        the diffusion decoder. ``hific`` runs no sampler: it ignores steps
+        and seed and refuses noise_level, tile and overlap. Every argument is
+        checked before any decoding.
         """
         if decoder is not None:
             decoders_.check_name(decoder)
@@ -374,6 +380,14 @@ class Codec:
             raise CodecError(
                 f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
             )
+        if decoder in decoders_.GAN:
+            decoders_.check_gan_args(decoder, noise_level, tile, overlap)
+
+            def gan(sections, padded_hw):
+                y_hat, _ = _coding().decode_latents(self.coding, sections, padded_hw)
+                return decoders_.synthesize_gan(self, decoder, y_hat)
+
+            return self._container.decode(header, sections, gan)[0]
         extra = decoders_.read_side(self, decoder, header)
         # None falls back to the header's hints, then to the decoder's config.
         kw = dict(

@@ -269,3 +269,21 @@ def test_an_animated_gif_warns_on_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("error: no model bundle"), proc.stderr
     assert lines[0].startswith("warning: ") and "using the first" in lines[0]
+
+
+def test_decoder_hific_on_a_bundle_without_it_exits_2(bundles, tmp_path):
+    """A file made by a model without the GAN decoder, decoded with
+    ``--decoder hific``: one line naming the decoders it has, exit 2."""
+    root, codecs = bundles
+    (tmp_path / "a.hfd").write_bytes(codecs["a"].compress(np.zeros((9, 9, 3), np.uint8)))
+    proc = run_cli(
+        "decompress",
+        "--model",
+        root / "a",
+        "--decoder",
+        "hific",
+        tmp_path / "a.hfd",
+        tmp_path / "o.png",
+    )
+    assert_clean_error(proc, "this model has no hific decoder (available: mse)")
+    assert not (tmp_path / "o.png").exists()

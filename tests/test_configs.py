@@ -167,3 +167,15 @@ def test_a_config_saved_before_a_field_existed_reads_it_from_the_section_default
     assert loaded.model.prior_filters == base.model.prior_filters
     assert loaded.diffusion.unet.to_dict() == base.diffusion.unet.to_dict()
     assert loaded.model.N == configs.load("tiny").model.N  # what it had stays
+
+
+@pytest.mark.parametrize("name", ["tiny:hific", "demo:hific", "photos:hific:0.15", "photos:hific"])
+def test_hific_configs_give_the_generator_the_autoencoders_g_s_shape(name):
+    """The generator starts from the frozen g_s, so its shape must be the
+    autoencoder's; the CPU configs train on small crops."""
+    c = configs.load(name)
+    assert c.task == "hific"
+    assert (c.gan.N, c.gan.M, c.gan.res_blocks) == (c.model.N, c.model.M, c.model.res_blocks)
+    assert c.data.crop in (64, 128)
+    if not name.startswith("tiny"):
+        assert c.train.batch_size == 8 and c.train.autoencoder_checkpoint

@@ -264,3 +264,63 @@ def test_a_decoder_config_with_an_unknown_sampler_fails_when_the_codec_is_built(
     unet = UNet(section.unet, rngs=nnx.Rngs(0))
     with pytest.raises(pipeline.CodecError, match="diffusion decoder config: .*dpm"):
         pipeline.Codec(config, ae, decoders={"diffusion": (section, unet)})
+
+
+# ------------------------------------------------------------ hific (issue #15)
+def _g_s_generator(config, autoencoder):
+    """HiFiC's generator holding the autoencoder's g_s weights (its warm start)."""
+    from hific_diffusion.gan.models import Generator
+
+    generator = Generator(config.gan, rngs=nnx.Rngs(5))
+    nnx.update(generator.g_s, nnx.state(autoencoder.g_s, nnx.Param))
+    return generator
+
+
+def test_hific_decodes_the_same_bitstream_and_survives_a_bundle(config, codec, sample, tmp_path):
+    """The hific decoder reads the file every decoder reads (no extra bits):
+    a generator holding g_s's weights decodes it exactly as the mse decoder
+    does (same latents, buckets, crop); saved and loaded as a bundle (its own
+    gan section) it decodes the same, and the mse decoder is unchanged."""
+    x, data = sample
+    with_gan = Codec(
+        config,
+        codec.autoencoder,
+        decoders={"hific": (config.gan, _g_s_generator(config, codec.autoencoder))},
+    )
+    assert with_gan.decoders == ("mse", "hific")
+    assert with_gan.fingerprint == codec.fingerprint
+    mse = codec.decompress(data)
+    np.testing.assert_array_equal(with_gan.decompress(data, decoder="hific"), mse)
+    np.testing.assert_array_equal(with_gan.decompress(data), mse)
+    hinted = with_gan.compress(x, decoder="hific")
+    assert bitstream.unpack(hinted)[1] == bitstream.unpack(data)[1]
+    assert with_gan.read_header(hinted)[0].decoder == "hific"
+    bundle.save_codec(tmp_path / "g", with_gan)
+    b = bundle.load_bundle(tmp_path / "g")
+    assert set(b.models) == {"autoencoder", "hific"}
+    assert b.models["hific"].config.M == config.model.M
+    loaded = Codec.from_bundle(tmp_path / "g")
+    np.testing.assert_array_equal(loaded.decompress(hinted), mse)
+
+
+def test_hific_without_the_model_or_with_sampler_arguments_is_a_clear_error(config, codec, sample):
+    data = sample[1]
+    with pytest.raises(CodecError, match="this model has no hific decoder"):
+        codec.decompress(data, decoder="hific")
+    with_gan = Codec(
+        config,
+        codec.autoencoder,
+        decoders={"hific": (config.gan, _g_s_generator(config, codec.autoencoder))},
+    )
+    with pytest.raises(CodecError, match="runs no sampler; noise_level"):
+        with_gan.decompress(data, decoder="hific", noise_level=0.5)
+    section = config.gan.copy_and_resolve_references()
+    section.M = config.model.M + 1
+    from hific_diffusion.gan.models import Generator
+
+    with pytest.raises(CodecError, match=f"reads {section.M} latent channels"):
+        Codec(
+            config,
+            codec.autoencoder,
+            decoders={"hific": (section, Generator(section, rngs=nnx.Rngs(0)))},
+        )

@@ -6,7 +6,7 @@ Layout (all integers little-endian)::
     0       4     magic b"\\x89HFD"
     4       1     format version: 1 without side information, 2 with it
     5       1     default decoder (an index into DECODERS: 0 mse, 1 diffusion,
-                  2 flow, 3 corrdiff, 4 hfdplus, 5 cdc; new names are only
+                  2 flow, 3 corrdiff, 4 hfdplus, 5 cdc, 6 hific; new names are only
                   appended); it also names the model family (FAMILIES)
     6       2     sampler steps hint (0: the model's default)
     8       4     sampler seed
@@ -53,12 +53,15 @@ MAX_PIXELS = 1 << 28
 MAX_SECTIONS = 64
 FINGERPRINT_BYTES = 8
 # The header's decoder byte is an index into this tuple: append, never reorder.
-DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus", "cdc")
+DECODERS = ("mse", "diffusion", "flow", "corrdiff", "hfdplus", "cdc", "hific")
 # The model family whose files a decoder reads: HFD (an ELIC autoencoder and
 # its decoders) or CDC (its own content coder and diffusion decoder). A
 # file's header decoder names its family, so a model of the other family
 # refuses it in one line before anything is decoded.
-FAMILIES = {"hfd": ("mse", "diffusion", "flow", "corrdiff", "hfdplus"), "cdc": ("cdc",)}
+FAMILIES = {
+    "hfd": ("mse", "diffusion", "flow", "corrdiff", "hfdplus", "hific"),
+    "cdc": ("cdc",),
+}
 FAMILY_NAMES = {"hfd": "HFD", "cdc": "CDC"}
 
 

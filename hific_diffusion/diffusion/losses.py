@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hific_diffusion.diffusion import parameterization as P
 from hific_diffusion.diffusion import schedules
@@ -27,7 +28,11 @@ class LossConfigError(HfdError, ValueError):
 
 @functools.cache
 def _lpips_params(net: str):
-    return lpips.load_params(net)
+    """LPIPS weights, loaded once per process as concrete numpy arrays: the
+    first call may come from inside a jit trace, and a cached traced value
+    would leak into the next step function built (UnexpectedTracerError)."""
+    with jax.ensure_compile_time_eval():
+        return jax.tree.map(np.asarray, lpips.load_params(net))
 
 
 def with_perceptual(loss, metrics, x_hat, x, cfg):

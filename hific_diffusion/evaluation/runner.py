@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from hific_diffusion import atomic, metrics
 from hific_diffusion.coding import bitstream
-from hific_diffusion.decoders import MODEL, NEEDS, SIDE_CHANNELS
+from hific_diffusion.decoders import GAN, MODEL, NEEDS, SIDE_CHANNELS
 from hific_diffusion.errors import HfdError
 from hific_diffusion.evaluation import baselines, datasets, report
 from hific_diffusion.metrics import fid, texture
@@ -72,7 +72,11 @@ def random_codec(config):
     gens = {}
     for dec in config.eval.decoders:
         name = MODEL.get(dec)
-        if name is not None and name not in gens:
+        if name in GAN and name not in gens:
+            from hific_diffusion.gan.models import Generator
+
+            gens[name] = (config.gan, Generator(config.gan, rngs=rngs))
+        elif name is not None and name not in gens:
             from hific_diffusion.diffusion.unet import UNet
 
             section = config.diffusion.copy_and_resolve_references()
@@ -217,7 +221,9 @@ def evaluate_image(codec, name, image, *, decoders, baseline_names, lpips, featu
         steps = {"diffusion": ecfg.diffusion_steps, "flow": ecfg.flow_steps,
                  "hfdplus": ecfg.diffusion_steps}.get(dec, 0)  # fmt: skip
         # corrdiff replays the sampler its encoder ran (steps in the file, the model's noise level)
-        level = float(ecfg.noise_level) if ecfg.noise_level >= 0 and dec != "corrdiff" else None
+        # (hific runs no sampler)
+        sampled = dec not in ("corrdiff", *GAN)
+        level = float(ecfg.noise_level) if ecfg.noise_level >= 0 and sampled else None
         t1 = time.perf_counter()
         recon = codec.decompress(
             data, decoder=dec, steps=int(steps) or None, seed=int(ecfg.seed), noise_level=level,

@@ -1,13 +1,15 @@
 """Sample images written at eval steps: input | output of the model being trained.
 
 Stage 1 shows the rounded-latent reconstruction. Stage 2 shows the frozen
-``x_mse`` and what the decoder generates from it with the config's sampler.
-CDC shows what its sampler decodes from the rounded content latent.
+``x_mse`` and what the decoder generates from it with the config's sampler
+(hific: the generator's image of the same latents). CDC shows what its
+sampler decodes from the rounded content latent.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -43,6 +45,18 @@ def rows(task, config, graphdef, params, rest, frozen, batch_uint8: np.ndarray) 
     from hific_diffusion.diffusion import decode
 
     frozen_graphdef, frozen_state = frozen
+    if task.name == "hific":
+
+        @jax.jit
+        def both(params, rest, frozen_state, x):
+            ae = nnx.merge(frozen_graphdef, frozen_state, copy=True)
+            generator = nnx.merge(graphdef, nnx.State(params), rest, copy=True)
+            x_gan = jnp.clip(generator(tasks.latents(ae, x)), 0.0, 1.0)
+            return tasks.reconstruct(ae, x), x_gan
+
+        x_mse, x_gan = jax.device_get(both(params, rest, frozen_state, x01))
+        return [[images.to_uint8(a), images.to_uint8(b), images.to_uint8(c)]
+                for a, b, c in zip(x01, x_mse, x_gan, strict=True)]  # fmt: skip
     x_mse = jax.device_get(
         jax.jit(lambda s, x: tasks.reconstruct(nnx.merge(frozen_graphdef, s, copy=True), x))(
             frozen_state, x01

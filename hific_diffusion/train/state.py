@@ -9,6 +9,10 @@ pytree::
     ema        pure dict      exponential moving average of ``params``
     nonfinite  int32          consecutive skipped (non-finite) steps
     skipped    int32          skipped steps in total
+    disc       dict           adversarial task only (``hific``): the
+                              discriminator's ``params``, its ``opt_state``
+                              (same optimizer settings) and ``power``, the
+                              spectral norm's power-iteration vectors
 
 Everything in the model that is not an ``nnx.Param`` (its ``nnx.Rngs``,
 cached tables) is ``rest``: rebuilt from the config and seed, never trained.
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hific_diffusion.gan.layers import PowerIteration
 from hific_diffusion.train import optim
 from hific_diffusion.train import sharding as shd
 
@@ -33,6 +38,8 @@ class Setup:
     tx: object
     abstract: dict  # ShapeDtypeStructs of the state, with .sharding set
     shardings: dict
+    # Adversarial task: (graphdef, rest) of the discriminator; else None.
+    disc: tuple | None = None
 
 
 def build_model_parts(task, config, key):
@@ -47,9 +54,18 @@ def build_model_parts(task, config, key):
     return graphdef, params.to_pure_dict(), rest
 
 
-def initial_state(params, tx) -> dict:
+def build_disc_parts(task, config, key):
+    """``(graphdef, params, power, rest)`` of a fresh discriminator (pure
+    dicts for params and the power-iteration vectors)."""
+    disc = task.discriminator(config, nnx.Rngs(jax.random.fold_in(key, 1)))
+    graphdef, params, power, rest = nnx.split(disc, nnx.Param, PowerIteration, ...)
+    return graphdef, params.to_pure_dict(), power.to_pure_dict(), rest
+
+
+def initial_state(params, tx, disc=None) -> dict:
+    """``disc``: ``(params, power)`` of the discriminator (adversarial task)."""
     zero = jnp.zeros((), jnp.int32)
-    return dict(
+    state = dict(
         step=zero,
         params=params,
         opt_state=tx.init(params),
@@ -57,6 +73,10 @@ def initial_state(params, tx) -> dict:
         nonfinite=zero,
         skipped=zero,
     )
+    if disc is not None:
+        dparams, power = disc
+        state["disc"] = dict(params=dparams, opt_state=tx.init(dparams), power=power)
+    return state
 
 
 def setup(task, config, mesh) -> Setup:
@@ -67,19 +87,28 @@ def setup(task, config, mesh) -> Setup:
     def init_params(key):
         graphdef, params, rest = build_model_parts(task, config, key)
         holder["graphdef"] = graphdef
-        return params, rest
+        disc = None
+        if task.discriminator is not None:
+            dgraph, dparams, power, drest = build_disc_parts(task, config, key)
+            holder["disc_graphdef"] = dgraph
+            disc, rest = (dparams, power), (rest, drest)
+        return (params, disc), rest
 
     key = jax.random.key(config.seed)
     params_shape, rest_shape = jax.eval_shape(init_params, key)
 
-    state_shape = jax.eval_shape(lambda p: initial_state(p, tx), params_shape)
+    state_shape = jax.eval_shape(lambda p: initial_state(p[0], tx, p[1]), params_shape)
     shardings = shd.tree_shardings(state_shape, mesh, config.train.sharding)
     abstract = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state_shape, shardings
     )
     rest_sharding = jax.tree.map(lambda _: shd.replicated(mesh), rest_shape)
     _, rest = jax.jit(init_params, out_shardings=(None, rest_sharding))(key)
-    return Setup(holder["graphdef"], rest, tx, abstract, shardings)
+    disc = None
+    if task.discriminator is not None:
+        rest, drest = rest
+        disc = (holder["disc_graphdef"], drest)
+    return Setup(holder["graphdef"], rest, tx, abstract, shardings, disc)
 
 
 def init(s: Setup, task, config) -> dict:
@@ -87,6 +116,10 @@ def init(s: Setup, task, config) -> dict:
 
     def make(key):
         _, params, _ = build_model_parts(task, config, key)
-        return initial_state(params, s.tx)
+        disc = None
+        if task.discriminator is not None:
+            _, dparams, power, _ = build_disc_parts(task, config, key)
+            disc = (dparams, power)
+        return initial_state(params, s.tx, disc)
 
     return jax.jit(make, out_shardings=s.shardings)(jax.random.key(config.seed))

@@ -9,6 +9,13 @@
   the residual-energy map of the crop (``diffusion.hfdplus``), computed from
   the crop and its ``x_mse`` as the codec computes it at compress time;
   needs ``diffusion.unet.side_channels = 3``.
+* ``hific`` (HiFiC, Mentzer et al. 2020, as a decoder): a generator of g_s's
+  architecture (``gan.models``) mapping the frozen autoencoder's rounded
+  latents to the image, trained adversarially against a conditional PatchGAN
+  discriminator (``gan.losses``); it starts from the frozen g_s
+  (:func:`warm_start_generator`). Its step is ``train/step.py``'s adversarial
+  one: the discriminator's parameters, optimizer state and power-iteration
+  vectors live in ``state["disc"]``.
 * ``cdc`` (Yang & Mandt 2023): CDC's content coder, context network and
   x0-predicting U-Net trained together end to end (one stage, no frozen
   autoencoder), ``cdc.model.cdc_loss`` on ``config.cdc``.
@@ -22,11 +29,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from hific_diffusion.autoencoder import context, quantize
 from hific_diffusion.autoencoder.elic import ELIC, rd_loss
 from hific_diffusion.cdc.model import CDC, cdc_loss
 from hific_diffusion.diffusion import hfdplus, losses
 from hific_diffusion.diffusion.unet import UNet
 from hific_diffusion.errors import HfdError
+from hific_diffusion.gan.models import Discriminator, Generator
 
 
 class TaskError(HfdError, ValueError):
@@ -39,9 +48,12 @@ class Task:
     # Key of the trained model in checkpoints and bundles.
     model_key: str
     build: Callable  # (config, rngs) -> nnx.Module
-    # (model, x01, x_mse01 | None, rng, config) -> (loss, metrics dict)
-    loss: Callable
+    # (model, x01, x_mse01 | None, rng, config) -> (loss, metrics dict);
+    # None for the adversarial task, whose step computes its own losses.
+    loss: Callable | None
     needs_autoencoder: bool
+    # (config, rngs) -> the discriminator of an adversarial task (else None).
+    discriminator: Callable | None = None
 
 
 def _build_autoencoder(config, rngs):
@@ -100,12 +112,21 @@ def _cdc_loss(model, x01, x_mse01, rng, config):
     return cdc_loss(model, x01, rng, config.cdc)
 
 
+def _build_generator(config, rngs):
+    return Generator(config.gan, rngs=rngs)
+
+
+def _build_discriminator(config, rngs):
+    return Discriminator(config.gan, rngs=rngs)
+
+
 TASKS = {
     "autoencoder": Task("autoencoder", "autoencoder", _build_autoencoder, _autoencoder_loss, False),
     "diffusion": Task("diffusion", "unet", _build_unet, _diffusion_loss, True),
     "flow": Task("flow", "unet", _build_unet, _flow_loss, True),
     "hfdplus": Task("hfdplus", "unet", _unet_builder(3), _hfdplus_loss, True),
     "cdc": Task("cdc", "cdc", _build_cdc, _cdc_loss, False),
+    "hific": Task("hific", "generator", _build_generator, None, True, _build_discriminator),
 }
 
 
@@ -123,3 +144,31 @@ def reconstruct(autoencoder, x01: jax.Array) -> jax.Array:
     """
     x_hat = autoencoder(x01, training=False)["x_hat"]
     return jax.lax.stop_gradient(jnp.clip(x_hat, 0.0, 1.0))
+
+
+def latents(autoencoder, x01: jax.Array) -> jax.Array:
+    """The rounded latents y_hat the frozen autoencoder's g_s decodes
+    (``ELIC.__call__`` with ``training=False``): what the hific generator
+    maps to the image. No gradient flows."""
+    y = autoencoder.analysis(x01)
+    z = autoencoder.h_a(y)
+    hyper = autoencoder.h_s(autoencoder.prior.quantize(z, ste=True))
+    _, _, y_hat = context.training_params(autoencoder.context, hyper, y, quantize.quantize_around)
+    return jax.lax.stop_gradient(y_hat)
+
+
+def generator_start(frozen_graphdef, frozen_state, abstract_params) -> dict:
+    """The generator's starting weights: the frozen autoencoder's g_s (pure
+    dict). TaskError when ``config.gan``'s shape differs from the autoencoder's."""
+    from flax import nnx
+
+    g_s = nnx.merge(frozen_graphdef, frozen_state, copy=True).g_s
+    _, params, _ = nnx.split(g_s, nnx.Param, ...)
+    start = {"g_s": params.to_pure_dict()}
+    shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
+    if shapes(start) != shapes(abstract_params):
+        raise TaskError(
+            "the hific generator's shape (gan.N, gan.M, gan.res_blocks) differs from the "
+            "frozen autoencoder's g_s (its model.N, model.M, model.res_blocks)"
+        )
+    return start

@@ -84,6 +84,20 @@ def _warm_start(s, state, path: str, task):
     return dict(state, **jax.jit(fresh, out_shardings=shardings)(weights))
 
 
+def _start_generator(s, state, frozen_graphdef, frozen_state):
+    """hific: the generator (and its EMA) start as the frozen autoencoder's g_s."""
+    start = tasks.generator_start(frozen_graphdef, frozen_state, s.abstract["params"])
+    shardings = {k: s.shardings[k] for k in ("params", "ema")}
+
+    # Fresh copies: the step donates params and EMA, so they must not alias
+    # each other or the frozen autoencoder's arrays.
+    def fresh(p):
+        return dict(params=jax.tree.map(jnp.copy, p), ema=jax.tree.map(jnp.copy, p))
+
+    fresh = jax.jit(fresh, out_shardings=shardings)
+    return dict(state, **fresh(jax.device_put(start, s.shardings["params"])))
+
+
 def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_args=None):
     """Train; returns the final host-side metrics dict of the last step."""
     tcfg = config.train
@@ -109,7 +123,7 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             tcfg.autoencoder_checkpoint, mesh
         )
     s = train_state.setup(task, config, mesh)
-    step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef)
+    step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef, s.disc)
     train_step = step.jit_step(step_fn, s, mesh, frozen_sh)
 
     # ------------------------------------------------------- checkpoint / data
@@ -130,6 +144,8 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             print(f"resumed from step {start} in {workdir}", flush=True)
     else:
         state, start = train_state.init(s, task, config), 0
+        if task.discriminator is not None:
+            state = _start_generator(s, state, frozen_graphdef, frozen_state)
         if tcfg.get("init_from", ""):
             state = _warm_start(s, state, tcfg.init_from, task)
             if is_main:

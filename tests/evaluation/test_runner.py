@@ -224,3 +224,20 @@ def test_decoders_with_side_information_report_the_bpp_of_their_own_files(tmp_pa
         assert r["bpp"] == pytest.approx(r["bytes"] * 8 / (r["height"] * r["width"]))
         sub = "" if dec == "mse" else dec
         assert (tmp_path / "bitstreams" / sub / f"{r['image']}.hfd").stat().st_size == r["bytes"]
+
+
+def test_hific_decoder_is_evaluated_on_the_mse_decoders_file(tmp_path):
+    """``eval.decoders`` with hific: it decodes the plain file (no side
+    information: the same bytes and bpp as mse), ignores the noise level,
+    and its reconstructions are its own."""
+    config = _config("tiny", max_images=1, decoders=("mse", "hific"))
+    config.eval.noise_level = 0.5  # a sampler setting: not passed to hific
+    config.eval.save_reconstructions = True
+    codec = runner.random_codec(config)
+    assert codec.decoders == ("mse", "hific")
+    runner.run(config, out=tmp_path, codec=codec)
+    rows = {r["decoder"]: r for r in json.loads((tmp_path / "per_image.json").read_text())}
+    assert rows["hific"]["bytes"] == rows["mse"]["bytes"]
+    assert rows["hific"]["bpp"] == rows["mse"]["bpp"]
+    name = rows["hific"]["image"]
+    assert (tmp_path / "reconstructions" / "hific" / f"{name}.png").is_file()

@@ -10,15 +10,15 @@ from hific_diffusion.train import sharding as shd
 from hific_diffusion.train import state as train_state
 
 
-def _setup(mesh_shape, n, rule="fsdp"):
-    config = configs.load("tiny:autoencoder", {"train.sharding": rule})
+def _setup(mesh_shape, n, rule="fsdp", name="tiny:autoencoder"):
+    config = configs.load(name, {"train.sharding": rule})
     mesh = shd.make_mesh(mesh_shape, rule, jax.devices("cpu")[:n])
     task = tasks.get_task(config.task)
     return config, task, train_state.setup(task, config, mesh)
 
 
-def _saved(tmp_path):
-    config, task, s = _setup((2, 4), 8)
+def _saved(tmp_path, name="tiny:autoencoder"):
+    config, task, s = _setup((2, 4), 8, name=name)
     state = train_state.init(s, task, config)
     # Distinct values everywhere, so a mixed-up shard cannot go unnoticed.
     state = jax.tree.map(
@@ -43,6 +43,22 @@ def test_restore_on_other_mesh_gives_identical_values(tmp_path, shape, n):
     assert leaf.sharding.mesh.devices.shape == shape
     for a, b in zip(jax.tree.leaves(jax.device_get(restored)), jax.tree.leaves(saved), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_hific_state_with_its_discriminator_restores_on_another_mesh(tmp_path):
+    """The adversarial task's state: the generator's and the discriminator's
+    parameters, both optimizer states and the power-iteration vectors."""
+    saved = _saved(tmp_path, "tiny:hific")
+    assert set(saved["disc"]) == {"params", "opt_state", "power"}
+    assert jax.tree.leaves(saved["disc"]["power"])
+    _, _, s = _setup((4, 2), 8, name="tiny:hific")
+    mgr = checkpoint.manager(tmp_path)
+    restored, _ = checkpoint.restore(mgr, s.abstract)
+    mgr.close()
+    for a, b in zip(jax.tree.leaves(jax.device_get(restored)), jax.tree.leaves(saved), strict=True):
+        np.testing.assert_array_equal(a, b)
+    config, params = checkpoint.restore_params(tmp_path, which="ema")
+    assert config.task == "hific" and set(params) == {"generator"}
 
 
 def test_restore_params_returns_ema_state(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from hific_diffusion.train import checkpoint
 
@@ -31,7 +32,7 @@ def _env(devices: int, **extra):
     return env
 
 
-def _cmd(workdir, *overrides):
+def _cmd(workdir, *overrides, config="tiny:autoencoder"):
     base = [
         "train.log_every=1",
         "train.num_samples=0",
@@ -42,16 +43,16 @@ def _cmd(workdir, *overrides):
         sys.executable,
         "-m",
         "hific_diffusion.train",
-        "--config=tiny:autoencoder",
+        f"--config={config}",
         f"--workdir={workdir}",
         *[f"--config.{o}" for o in base + list(overrides)],
     ]
 
 
-def _losses(workdir) -> dict:
+def _losses(workdir, key="loss") -> dict:
     lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
     # Later lines win: after a resume, steps are logged again.
-    return {rec["step"]: rec["loss"] for rec in map(json.loads, lines)}
+    return {rec["step"]: rec[key] for rec in map(json.loads, lines)}
 
 
 def _committed_steps(workdir):
@@ -59,12 +60,14 @@ def _committed_steps(workdir):
     return sorted(int(p.name) for p in d.glob("*") if p.name.isdigit()) if d.is_dir() else []
 
 
-def test_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
-    steps = ["train.steps=16", "train.ckpt_every=4"]
+def _kill9_and_rerun(tmp_path, steps, total, config="tiny:autoencoder"):
+    """A reference run and one killed with SIGKILL after a checkpoint, then
+    rerun to the end; returns (ref, run, the step it resumed from)."""
     ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run(_cmd(ref, *steps), env=_env(2), check=True, capture_output=True)
+    cmd = lambda w: _cmd(w, *steps, config=config)  # noqa: E731
+    subprocess.run(cmd(ref), env=_env(2), check=True, capture_output=True)
     proc = subprocess.Popen(
-        _cmd(run, *steps), env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd(run), env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -76,12 +79,54 @@ def test_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
     resumed_from = _committed_steps(run)[-1]
-    assert resumed_from < 16
-    out = subprocess.run(_cmd(run, *steps), env=_env(2), check=True, capture_output=True, text=True)
+    assert resumed_from < total
+    out = subprocess.run(cmd(run), env=_env(2), check=True, capture_output=True, text=True)
     assert f"resumed from step {resumed_from}" in out.stdout
+    return ref, run, resumed_from
+
+
+def test_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
+    steps = ["train.steps=16", "train.ckpt_every=4"]
+    ref, run, resumed_from = _kill9_and_rerun(tmp_path, steps, 16)
     want, got = _losses(ref), _losses(run)
     for k in range(resumed_from + 1, 17):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+
+
+def _random_autoencoder_bundle(path):
+    """A bundle of an untrained tiny autoencoder: what stage 2 freezes (no
+    stage-1 training run needed to test stage 2's resume)."""
+    from flax import nnx
+
+    from hific_diffusion import bundle, configs
+    from hific_diffusion.autoencoder.elic import ELIC
+    from hific_diffusion.pipeline import Codec
+
+    config = configs.load("tiny:autoencoder")
+    return bundle.save_codec(path, Codec(config, ELIC(config.model, rngs=nnx.Rngs(0))))
+
+
+def test_hific_kill9_then_rerun_resumes_both_optimizers_exactly(tmp_path):
+    """The adversarial task's two optimizers, the discriminator and its
+    power-iteration vectors all come back: generator and discriminator
+    losses after the resume equal an uninterrupted run's, and so do the
+    final states."""
+    ae = _random_autoencoder_bundle(tmp_path / "ae")
+    steps = ["train.steps=10", "train.ckpt_every=3", f"train.autoencoder_checkpoint={ae}"]
+    ref, run, resumed_from = _kill9_and_rerun(tmp_path, steps, 10, config="tiny:hific")
+    for key in ("loss", "d_loss", "d_real"):
+        want, got = _losses(ref, key), _losses(run, key)
+        for k in range(resumed_from + 1, 11):
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-6, err_msg=f"{key} step {k}")
+    states = []
+    for w in (ref, run):
+        mgr = checkpoint.manager(w, async_save=False)
+        args = ocp.args.Composite(state=ocp.args.StandardRestore())
+        states.append(jax.device_get(mgr.restore(10, args=args)["state"]))
+        mgr.close()
+    assert set(states[0]["disc"]) == {"params", "opt_state", "power"}
+    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
 
 
 def _free_port() -> int:
