@@ -53,6 +53,7 @@ def get_config(arg: str = "autoencoder:0.3"):
     t.warmup_steps = 0
     t.grad_clip = 1.0
     t.ema_decay = 0.999
+    t.ema_warmup = 10  # short runs: an unwarmed EMA still holds init weights
     t.log_every = 100
     t.ckpt_every = 1000
     t.num_samples = 1

@@ -19,6 +19,9 @@ def train_config() -> ml_collections.ConfigDict:
             min_lr_ratio=0.0,  # cosine decays to lr * min_lr_ratio
             grad_clip=1.0,  # global-norm clipping; 0 disables
             ema_decay=0.999,
+            # EMA decay warmup: min(ema_decay, (1 + step) / (ema_warmup + step));
+            # 0: none (an EMA started at the initial weights keeps ema_decay^step of them).
+            ema_warmup=0,
             # Parameters stay float32; "bfloat16" runs the loss in bf16.
             compute_dtype="float32",
             # Steps whose loss or gradients are not finite are skipped; this

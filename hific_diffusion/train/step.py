@@ -72,7 +72,8 @@ def make_step_fn(task, config, graphdef, tx, frozen_graphdef=None, disc=None):
         # The new parameters are checked too: a finite gradient can still
         # produce a non-finite update (e.g. a NaN learning rate).
         finite = jnp.isfinite(loss) & optim.all_finite(grads) & optim.all_finite(params)
-        ema = optim.ema_update(state["ema"], params, tcfg.ema_decay)
+        decay = optim.ema_decay_at(step, tcfg.ema_decay, tcfg.ema_warmup)
+        ema = optim.ema_update(state["ema"], params, decay)
 
         # lax.cond, not an elementwise select: a select whose predicate
         # reduces over every gradient makes XLA's CPU compile of ELIC's step
@@ -160,7 +161,8 @@ def _gan_step_fn(config, graphdef, tx, frozen_graphdef, disc):
             & optim.all_finite((grads, d_grads))
             & optim.all_finite((params, d_params, power))
         )
-        ema = optim.ema_update(state["ema"], params, tcfg.ema_decay)
+        decay = optim.ema_decay_at(state["step"], tcfg.ema_decay, tcfg.ema_warmup)
+        ema = optim.ema_update(state["ema"], params, decay)
         new_disc = dict(params=d_params, opt_state=d_opt_state, power=power)
         # One cond for both players: a non-finite step changes neither.
         kept = jax.lax.cond(

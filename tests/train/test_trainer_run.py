@@ -87,6 +87,20 @@ def test_ema_moves_toward_params_by_one_minus_decay():
     np.testing.assert_allclose(ema["w"], 0.1, rtol=1e-6)
 
 
+def test_ema_warmup_forgets_the_initial_weights_and_ends_at_the_decay():
+    decays = [float(optim.ema_decay_at(t, 0.999, 10)) for t in (0, 10, 100, 10**5)]
+    assert decays[0] == pytest.approx(0.1) and decays[1] == pytest.approx(11 / 20)
+    assert decays[2] < 0.92 and decays[3] == pytest.approx(0.999)
+    assert optim.ema_decay_at(5, 0.999, 0) == 0.999
+    # what the warmup is for: after 3,000 steps toward new weights, the share of
+    # the initial weights left in the EMA
+    ema_plain = ema_warm = 1.0
+    for t in range(3000):
+        ema_plain *= 0.999
+        ema_warm *= float(optim.ema_decay_at(t, 0.999, 10))
+    assert ema_plain > 0.04 and ema_warm < 1e-6
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["diffusion", "flow"])
 def test_stage2_trains_on_frozen_stage1_reconstruction(tmp_path, kind):
