@@ -35,6 +35,8 @@ NEEDS = {"corrdiff": "corrdiff", "hfdplus": "hfdplus"}
 # (the GAN decoder has neither: it runs no sampler and no U-Net)
 KIND = {"diffusion": "diffusion", "flow": "flow", "hfdplus": "diffusion"}
 GAN = ("hific",)
+# the generative models a Codec can hold, in the order it keeps them
+GENERATIVE = ("diffusion", "flow", "hfdplus", "cdc", "hific")
 SIDE_CHANNELS = {"diffusion": 0, "flow": 0, "hfdplus": 3}
 assert set(MODEL) == set(bitstream.DECODERS)
 
@@ -55,6 +57,51 @@ def available(models, family: str = "hfd") -> tuple[str, ...]:
     in ``DECODERS`` order."""
     names = bitstream.FAMILIES[family]
     return tuple(d for d in names if MODEL[d] is None or MODEL[d] in models)
+
+
+def collect(config, autoencoder, diffusion=None, flow=None, decoders=None):
+    """``Codec.__init__``'s arguments -> ``(family, autoencoder, {name:
+    (config section, module)})``, every generative model checked against its
+    decoder: a decoder whose config names an unknown sampler, tile mode or
+    target fails when the model loads, not at its first use. ``diffusion``
+    and ``flow`` are shorthands that sample with ``config.diffusion``. A
+    CDC model is its own coder: the family ``cdc``, its module the
+    autoencoder."""
+    decoders = dict(decoders or {})
+    family = "cdc" if "cdc" in decoders else "hfd"
+    if family == "cdc":
+        if autoencoder is not None or diffusion is not None or flow is not None:
+            raise CodecError("a CDC Codec is its CDC model alone (no autoencoder, no U-Nets)")
+        if set(decoders) != {"cdc"}:
+            raise CodecError(f"a CDC Codec holds no HFD decoders, got {sorted(decoders)}")
+        autoencoder = decoders["cdc"][1]
+    for name, module in (("diffusion", diffusion), ("flow", flow)):
+        if module is not None:
+            if name in decoders:
+                raise CodecError(f"{name} decoder given twice")
+            decoders[name] = (config.diffusion, module)
+    unknown = sorted(set(decoders) - set(GENERATIVE))
+    if unknown:
+        raise CodecError(f"unknown generative decoders {unknown}; known: {GENERATIVE}")
+    for name, (section, _) in decoders.items():
+        _check_sampler_config(name, section)
+        if name != "cdc":
+            check_model(name, section, int(autoencoder.m))
+    return family, autoencoder, decoders
+
+
+def _check_sampler_config(name: str, section) -> None:
+    try:
+        if name == "cdc":
+            from hific_diffusion.cdc import decode as cdc_decode  # on use: flax
+
+            cdc_decode.sampler_settings(section)
+        elif name in KIND:
+            from hific_diffusion.diffusion import decode  # on use: imports flax
+
+            decode.check_args(section, KIND[name])
+    except HfdError as e:
+        raise CodecError(f"{name} decoder config: {e}") from None
 
 
 def check_model(name: str, section, latent_channels: int) -> None:

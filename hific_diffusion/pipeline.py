@@ -28,8 +28,7 @@ from hific_diffusion.coding.bitstream import BitstreamError, Header, real_bpp  #
 from hific_diffusion.decoders import CodecError  # noqa: F401 (API)
 from hific_diffusion.errors import HfdError
 
-# the generative models a Codec can hold
-GENERATIVE = ("diffusion", "flow", "hfdplus", "cdc", "hific")
+GENERATIVE = decoders_.GENERATIVE  # the generative models a Codec can hold
 MAX_STEPS_HINT = (1 << 16) - 1  # the header's steps field is 16 bits
 
 
@@ -105,43 +104,10 @@ class Codec:
         self, config, autoencoder, diffusion=None, flow=None, tables=None, *, decoders=None
     ):
         self.config = config
-        decoders = dict(decoders or {})
-        self.family = "cdc" if "cdc" in decoders else "hfd"
-        if self.family == "cdc":
-            if autoencoder is not None or diffusion is not None or flow is not None:
-                raise CodecError("a CDC Codec is its CDC model alone (no autoencoder, no U-Nets)")
-            if set(decoders) != {"cdc"}:
-                raise CodecError(f"a CDC Codec holds no HFD decoders, got {sorted(decoders)}")
-            autoencoder = decoders["cdc"][1]
+        self.family, autoencoder, decoders = decoders_.collect(
+            config, autoencoder, diffusion, flow, decoders
+        )
         self.autoencoder = autoencoder
-        for name, module in (("diffusion", diffusion), ("flow", flow)):
-            if module is not None:
-                if name in decoders:
-                    raise CodecError(f"{name} decoder given twice")
-                decoders[name] = (config.diffusion, module)
-        unknown = sorted(set(decoders) - set(GENERATIVE))
-        if unknown:
-            raise CodecError(f"unknown generative decoders {unknown}; known: {GENERATIVE}")
-        if decoders:
-            # A decoder whose config names an unknown sampler, tile mode or
-            # target fails here, when the model loads, not at its first use.
-            from hific_diffusion.diffusion import decode  # on use: imports flax
-
-            for name, (section, _) in decoders.items():
-                if name == "cdc":
-                    from hific_diffusion.cdc import decode as cdc_decode  # on use: flax
-
-                    try:
-                        cdc_decode.sampler_settings(section)
-                    except HfdError as e:
-                        raise CodecError(f"cdc decoder config: {e}") from None
-                    continue
-                if name in decoders_.KIND:
-                    try:
-                        decode.check_args(section, decoders_.KIND[name])
-                    except HfdError as e:
-                        raise CodecError(f"{name} decoder config: {e}") from None
-                decoders_.check_model(name, section, int(autoencoder.m))
         # name -> GenerativeDecoder, in GENERATIVE order.
         self.generative = {
             name: GenerativeDecoder(decoders[name][0], *_split_module(decoders[name][1]))
@@ -376,10 +342,6 @@ class Codec:
         if decoder == "mse":
             # uint8 straight from g_s, tile by tile: no float image of its size.
             return self._decode_mse(header, sections, uint8=True)[0]
-        if decoder not in self.decoders:
-            raise CodecError(
-                f"this model has no {decoder} decoder (available: {', '.join(self.decoders)})"
-            )
         if decoder in decoders_.GAN:
             decoders_.check_gan_args(decoder, noise_level, tile, overlap)
 

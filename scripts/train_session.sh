@@ -56,6 +56,10 @@ for src in "$WIP" "$BUNDLE"; do
     break
   fi
 done
+# The autoencoder's learning rate decays over each session's steps (cosine to
+# a tenth): the weights a session ends on, and ships, are the decayed ones.
+# ASSUMPTION: a fresh optimizer each session restarts at train.lr.
+AE_ARGS=(--config.train.schedule=cosine --config.train.min_lr_ratio=0.1)
 LPIPS=(--config.diffusion.perceptual_weight=0.9 --config.diffusion.perceptual_net=alexnet)
 
 train() {  # train NAME CONFIG STEPS CORE [overrides...]
@@ -68,12 +72,16 @@ train() {  # train NAME CONFIG STEPS CORE [overrides...]
 }
 
 diffusion() {
-  until [ -n "$(ls "$RUNS/ae_0.3/checkpoints" 2>/dev/null)" ]; do sleep 60; done
-  local k
+  # The first chunk conditions on the last session's autoencoder when there
+  # is one (no core idles waiting for this session's first checkpoint).
+  [ -n "${INIT[*]}" ] || until [ -n "$(ls "$RUNS/ae_0.3/checkpoints" 2>/dev/null)" ]; do sleep 60; done
+  local k ae
   for ((k = DIFF_CHUNK; ; k += DIFF_CHUNK)); do
     ((k > DIFF_STEPS)) && k=$DIFF_STEPS
+    ae=$RUNS/ae_0.3
+    [ -n "$(ls "$ae/checkpoints" 2>/dev/null)" ] || ae=$SNAPSHOT
     train diffusion_0.3 photos:diffusion:0.3 "$k" 0 "${LPIPS[@]}" "${INIT_DIFF[@]}" \
-      --config.train.autoencoder_checkpoint="$RUNS/ae_0.3"
+      --config.train.autoencoder_checkpoint="$ae"
     ((k >= DIFF_STEPS)) && break
   done
 }
@@ -84,7 +92,7 @@ for stage in $STAGES; do
       [ -f "$PHOTOS/manifest.json" ] || "$PY" -m hific_diffusion.data.photo_corpus --out "$PHOTOS"
       ;;
     train)
-      train ae_0.3 photos:autoencoder:0.3 "$AE_STEPS" 1 "${INIT[@]}" & a=$!
+      train ae_0.3 photos:autoencoder:0.3 "$AE_STEPS" 1 "${INIT[@]}" "${AE_ARGS[@]}" & a=$!
       diffusion & d=$!
       wait $a
       wait $d

@@ -4,17 +4,16 @@ Subprocesses through the CLI, as ``tests/train/test_resume_and_hosts.py``;
 a compilation cache shared by them keeps the later runs' compiles short.
 """
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import kill9
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = os.path.join(tempfile.gettempdir(), "hfd_test_jax_cache")
@@ -43,42 +42,19 @@ def _cmd(workdir, *overrides):
     ]
 
 
-def _losses(workdir) -> dict:
-    lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
-    return {rec["step"]: rec for rec in map(json.loads, lines)}
-
-
-def _committed_steps(workdir):
-    d = Path(workdir) / "checkpoints"
-    return sorted(int(p.name) for p in d.glob("*") if p.name.isdigit()) if d.is_dir() else []
-
-
 def test_cdc_kill9_then_rerun_resumes_with_identical_losses(tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     done = subprocess.run(_cmd(ref), env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    want = _losses(ref)
+    want = kill9.losses(ref, key=None)
     # The cdc task logs CDC's terms: the rate and the x-loss.
     assert {"loss", "bpp", "x_loss", "x_mse"} <= set(want[8])
-    proc = subprocess.Popen(
-        _cmd(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        done = _committed_steps(run)
-        if done and (run / "metrics.jsonl").exists() and max(_losses(run)) > done[-1]:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    resumed_from = _committed_steps(run)[-1]
+    resumed_from = kill9.kill9_after_a_checkpoint(_cmd(run), _env(), run)
     assert resumed_from < 8
-    out = subprocess.run(_cmd(run), env=_env(), check=True, capture_output=True, text=True)
-    assert f"resumed from step {resumed_from}" in out.stdout
-    got = _losses(run)
+    kill9.rerun(_cmd(run), _env(), resumed_from)
+    got = kill9.losses(run)
     for k in range(resumed_from + 1, 9):
-        np.testing.assert_allclose(got[k]["loss"], want[k]["loss"], rtol=1e-6)
+        np.testing.assert_allclose(got[k], want[k]["loss"], rtol=1e-6)
 
 
 @pytest.mark.slow  # a CDC bundle's real-bytes round trip runs by default: test_cdc_codec.py

@@ -5,13 +5,10 @@ Both start several training subprocesses (each compiles ELIC's step): about
 they stay in the default run.
 """
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -19,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from hific_diffusion.train import checkpoint
+from tests import kill9
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,15 +47,7 @@ def _cmd(workdir, *overrides, config="tiny:autoencoder"):
     ]
 
 
-def _losses(workdir, key="loss") -> dict:
-    lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
-    # Later lines win: after a resume, steps are logged again.
-    return {rec["step"]: rec[key] for rec in map(json.loads, lines)}
-
-
-def _committed_steps(workdir):
-    d = Path(workdir) / "checkpoints"
-    return sorted(int(p.name) for p in d.glob("*") if p.name.isdigit()) if d.is_dir() else []
+_losses, _committed_steps = kill9.losses, kill9.committed_steps
 
 
 def _kill9_and_rerun(tmp_path, steps, total, config="tiny:autoencoder"):
@@ -66,22 +56,9 @@ def _kill9_and_rerun(tmp_path, steps, total, config="tiny:autoencoder"):
     ref, run = tmp_path / "ref", tmp_path / "run"
     cmd = lambda w: _cmd(w, *steps, config=config)  # noqa: E731
     subprocess.run(cmd(ref), env=_env(2), check=True, capture_output=True)
-    proc = subprocess.Popen(
-        cmd(run), env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        done = _committed_steps(run)
-        if done and (run / "metrics.jsonl").exists() and max(_losses(run)) > done[-1]:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    resumed_from = _committed_steps(run)[-1]
+    resumed_from = kill9.kill9_after_a_checkpoint(cmd(run), _env(2), run, timeout=300)
     assert resumed_from < total
-    out = subprocess.run(cmd(run), env=_env(2), check=True, capture_output=True, text=True)
-    assert f"resumed from step {resumed_from}" in out.stdout
+    kill9.rerun(cmd(run), _env(2), resumed_from)
     return ref, run, resumed_from
 
 
