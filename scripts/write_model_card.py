@@ -149,7 +149,30 @@ def build_card(bundle: Path, eval_dir: Path, photos: Path, runs: list[tuple[str,
             {k: r.get(k) for k in ("image", "height", "width", "decoder", "bytes", *METRICS)}
             for r in per_image
         ],
+        "offline_heldout": offline_rows(bundle),
     }
+
+
+def offline_rows(bundle: Path) -> list[dict]:
+    """The MSE decoder's bytes and PSNR on the held-out photos that ship with
+    scikit-image / scikit-learn (``data.offline_photos``): what the tests
+    re-measure on any machine (the corpus needs the Debian packages)."""
+    from hific_diffusion.data import offline_photos
+    from hific_diffusion.metrics.psnr import psnr
+    from hific_diffusion.pipeline import Codec
+
+    codec = Codec.load(bundle)
+    rows = []
+    names = offline_photos.names("heldout")
+    for name, x in zip(names, offline_photos.load("heldout"), strict=True):
+        data = codec.compress(x)
+        y = codec.decompress(data, decoder="mse")
+        h, w = x.shape[:2]
+        rows.append(
+            {"image": name, "height": h, "width": w, "decoder": "mse", "bytes": len(data),
+             "bpp": len(data) * 8 / (h * w), "psnr": psnr(x, y)}
+        )  # fmt: skip
+    return rows
 
 
 def _fmt(v, spec):
@@ -212,9 +235,10 @@ def markdown(card: dict) -> str:
         "",
         "## Training",
         "",
-        "Command: `bash scripts/train_photos.sh` (the project's own `train`, `export`,",
-        "`eval` commands and this card's writer). Each session continues the previous",
-        "session's shipped weights (`train.init_from` the bundle; a fresh optimizer).",
+        "Command: `SHIP=1 bash scripts/train_session.sh`, once a session (the project's",
+        "own `train`, `export`, `eval` commands and this card's writer). Each session",
+        "continues the previous session's weights (`train.init_from` the bundle; a fresh",
+        "optimizer).",
         "Seconds are training time between log lines (compilation not included).",
         "",
         "| date | run | task | steps | batch | crop | lr | LPIPS loss | started from "
@@ -241,7 +265,7 @@ def markdown(card: dict) -> str:
         "the uint8 output; `texture` is the high-pass energy relative to the original's",
         "(`metrics.texture`; 1 is the original's detail). Baselines at the MSE decoder's",
         f"real bpp or just below. Means over the {card['eval']['images']} held-out photos",
-        "(`python -m hific_diffusion.eval --config=photos_heldout`):",
+        "(`python -m hific_diffusion.eval --config=photos:diffusion:0.3 --bundle=BUNDLE`):",
         "",
         "| decoder | bpp | PSNR (dB) | MS-SSIM | LPIPS | texture |",
         "|---|---|---|---|---|---|",
