@@ -150,9 +150,29 @@ def _section(raw: dict, key: str, kind: str, f: Path) -> ml_collections.ConfigDi
 
 
 # ------------------------------------------------------------------ weights
-def _npz_bytes(flat: dict[str, np.ndarray]) -> bytes:
+# How weights may be stored; they load in the model's own dtype (float32).
+WEIGHT_DTYPES = ("float32", "float16")
+
+
+def _npz_bytes(flat: dict[str, np.ndarray], dtype: str = "float32", where: str = "") -> bytes:
+    """The arrays as an .npz; float arrays stored in ``dtype``, which must hold
+    them exactly (round the model first: ``export.rounded``)."""
+    if dtype not in WEIGHT_DTYPES:
+        raise BundleError(f"weights dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
+    out = {}
+    for k in sorted(flat):
+        a = np.asarray(flat[k])
+        if a.dtype.kind == "f" and a.dtype != np.dtype(dtype):
+            b = a.astype(dtype)
+            if not np.array_equal(b.astype(a.dtype), a):
+                raise BundleError(
+                    f"{where} weight {k} is not exactly representable in {dtype}; "
+                    "round the model first (export --weights_dtype rounds it)"
+                )
+            a = b
+        out[k] = a
     buf = io.BytesIO()
-    np.savez(buf, **{k: flat[k] for k in sorted(flat)})
+    np.savez(buf, **out)
     return buf.getvalue()
 
 
@@ -179,14 +199,16 @@ def _read_weights(f: Path) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------ save / load
-def save_bundle(path, models, tables, fingerprint: bytes | None = None) -> Path:
+def save_bundle(path, models, tables, fingerprint: bytes | None = None,
+                weights_dtype: str = "float32") -> Path:  # fmt: skip
     """Writes a bundle directory (created; existing bundle files are replaced).
 
     ``models`` maps names in ``SECTIONS`` ("autoencoder" required) to
     ``(config section, weights)``, the weights an nnx.State or a (nested or
     flat) dict of arrays; ``tables`` maps names to DiscreteTables (one
     DiscreteTables is stored as "y"); ``fingerprint`` is
-    ``coding.model_fingerprint(autoencoder)``.
+    ``coding.model_fingerprint(autoencoder)``. ``weights_dtype``: how float
+    weights are stored (``WEIGHT_DTYPES``; they must be exact in it).
     """
     unknown = set(models) - set(SECTIONS)
     coders = [n for n in CODERS if n in models]
@@ -197,7 +219,8 @@ def save_bundle(path, models, tables, fingerprint: bytes | None = None) -> Path:
     order = [name for name in SECTIONS if name in models]
     files = {"config.json": config_to_json({n: models[n][0] for n in order}).encode()}
     for name in order:
-        files[f"weights/{name}.npz"] = _npz_bytes(flatstate.flatten_state(models[name][1]))
+        flat = flatstate.flatten_state(models[name][1])
+        files[f"weights/{name}.npz"] = _npz_bytes(flat, weights_dtype, name)
     if isinstance(tables, DiscreteTables):
         tables = {"y": tables}
     for name, t in tables.items():
@@ -262,7 +285,8 @@ def _models_v1(raw: dict, files: dict, f: Path) -> dict:
     return out
 
 
-def save_codec(path, codec) -> Path:
+def save_codec(path, codec, weights_dtype: str = "float32") -> Path:
     """Writes a Codec's models (``codec.models()``), its coding tables and its
     fingerprint as a bundle (used by export)."""
-    return save_bundle(path, codec.models(), codec.coding.tables, fingerprint=codec.fingerprint)
+    return save_bundle(path, codec.models(), codec.coding.tables, fingerprint=codec.fingerprint,
+                       weights_dtype=weights_dtype)  # fmt: skip

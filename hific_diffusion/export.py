@@ -1,7 +1,8 @@
 """Export training checkpoints to an inference bundle.
 
 ``python -m hific_diffusion.export --workdir=AE_DIR [--workdir=DIFF_DIR]
-[--workdir=FLOW_DIR] --out=BUNDLE [--stablehlo] [--decode=diffusion.steps=2 ...]``
+[--workdir=FLOW_DIR] --out=BUNDLE [--stablehlo] [--decode=diffusion.steps=2 ...]
+[--weights_dtype=float16]``
 
 Each ``--workdir`` is a training run (stage 1, or a stage-2 diffusion, flow,
 hfdplus or hific run that names its stage-1 checkpoint). The bundle holds every model's
@@ -35,6 +36,12 @@ _STABLEHLO = flags.DEFINE_bool("stablehlo", False, "Also write jax.export Stable
 _DECODE = flags.DEFINE_multi_string(
     "decode", [], "NAME.FIELD=VALUE: a generative decoder's default sampling setting."
 )
+_WEIGHTS_DTYPE = flags.DEFINE_enum(
+    "weights_dtype", "float32", list(bundle.WEIGHT_DTYPES),
+    "Store the weights in this dtype: float16 rounds them first (the bundle is that "
+    "model exactly, its tables and fingerprint derived from the rounded weights) "
+    "and halves the bundle.",
+)  # fmt: skip
 
 # The sampling settings of a stage-2 config section: how to decode, not what
 # was trained (the U-Net, its target and noise schedule stay as trained).
@@ -118,11 +125,43 @@ def with_decode_settings(codec, settings):
     return Codec(codec.config, codec.autoencoder, decoders=decoders)
 
 
-def export(workdirs, out, which: str = "ema", stablehlo: bool = False, decode_settings=()):
+def rounded(codec, dtype: str):
+    """The Codec whose float weights are ``codec``'s rounded to ``dtype`` (and
+    held in their own dtype again); its tables and fingerprint are derived from
+    the rounded weights, so a bundle that stores them in ``dtype`` is this
+    model to the bit."""
+    if dtype == "float32":
+        return codec
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    def cast(tree):
+        def leaf(a):
+            if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating):
+                return jnp.asarray(a).astype(dtype).astype(a.dtype)
+            return a
+
+        return jax.tree.map(leaf, tree)
+
+    graphdef, state = nnx.split(codec.autoencoder)
+    autoencoder = nnx.merge(graphdef, cast(state))
+    decoders = {
+        name: (gen.config, (gen.graphdef, cast(gen.state)))
+        for name, gen in codec.generative.items()
+    }
+    if codec.family == "cdc":
+        return Codec(codec.config, None, decoders=decoders)
+    return Codec(codec.config, autoencoder, decoders=decoders)
+
+
+def export(workdirs, out, which: str = "ema", stablehlo: bool = False, decode_settings=(),
+           weights_dtype: str = "float32"):  # fmt: skip
     """Writes the bundle and returns its path."""
     codec = combine([Codec.from_checkpoint(w, which=which) for w in workdirs])
     codec = with_decode_settings(codec, decode_settings)
-    path = bundle.save_codec(out, codec)
+    codec = rounded(codec, weights_dtype)
+    path = bundle.save_codec(out, codec, weights_dtype=weights_dtype)
     if stablehlo:
         from hific_diffusion import stablehlo as shlo  # jax.export: only --stablehlo needs it
 
@@ -140,7 +179,8 @@ def main(argv):
     # orbax logs every restore at INFO; the export prints its own result.
     logging.set_verbosity(logging.WARNING)
     # A user error (hific_diffusion.errors) or Ctrl-C is reported by configs.run_app.
-    path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value, _DECODE.value)
+    path = export(_WORKDIR.value, _OUT.value, _WHICH.value, _STABLEHLO.value, _DECODE.value,
+                  _WEIGHTS_DTYPE.value)  # fmt: skip
     print(f"wrote bundle {path}")
 
 

@@ -104,7 +104,8 @@ for stage in $STAGES; do
         # shellcheck disable=SC2206
         args+=(--workdir="$RUNS/diffusion_0.3" $DECODE)
       fi
-      "$PY" -m hific_diffusion.export "${args[@]}" --out="$OUT"
+      # float16 weights: half the bundle (three rate points within the install budget)
+      "$PY" -m hific_diffusion.export "${args[@]}" --out="$OUT" --weights_dtype=float16
       ;;
     eval)
       [ "$SHIP" = 1 ] || continue

@@ -210,3 +210,30 @@ def test_decode_settings_change_how_the_bundle_samples_not_what_it_is(tmp_path):
 def test_bad_decode_settings_are_refused_with_the_reason(setting, msg):
     with pytest.raises(export.ExportError, match=msg):
         export.with_decode_settings(_codec_with_diffusion(), [setting])
+
+
+def test_float16_weights_halve_the_bundle_and_are_the_rounded_model_exactly(tmp_path):
+    """``--weights_dtype=float16``: the bundle stores every float weight in
+    half precision and is the model rounded to it, to the bit: its
+    fingerprint (tables derived from the rounded weights) is the rounded
+    Codec's, its files decode as that Codec does; unrounded float32 weights
+    are refused rather than silently rounded on save."""
+    codec = _codec_with_diffusion()
+    full = bundle.save_codec(tmp_path / "f32", codec)
+    with pytest.raises(BundleError, match="not exactly representable in float16"):
+        bundle.save_codec(tmp_path / "bad", codec, weights_dtype="float16")
+    half = export.rounded(codec, "float16")
+    path = bundle.save_codec(tmp_path / "f16", half, weights_dtype="float16")
+    size = lambda p: sum(f.stat().st_size for f in (p / "weights").iterdir())  # noqa: E731
+    assert size(path) < 0.6 * size(full)  # the .npz headers of a tiny model: not quite half
+    with np.load(path / "weights" / "autoencoder.npz") as z:
+        kinds = {z[k].dtype for k in z.files if z[k].dtype.kind == "f"}
+    assert kinds == {np.dtype("float16")}
+    loaded = Codec.from_bundle(path)
+    assert loaded.fingerprint == half.fingerprint
+    x = _photo(24, 40)
+    data = half.compress(x)
+    assert loaded.compress(x) == data
+    assert np.array_equal(loaded.decompress(data, decoder="mse"), half.decompress(data))
+    want = half.decompress(data, decoder="diffusion", seed=0)
+    assert np.array_equal(loaded.decompress(data, decoder="diffusion", seed=0), want)
