@@ -55,11 +55,10 @@ def _frozen_autoencoder(path: str, mesh):
     return graphdef, jax.device_put(state, shardings), shardings
 
 
-def _warm_start(s, state, path: str, task):
-    """A fresh run that starts from another run's EMA weights (``train.init_from``:
-    a workdir, or a bundle holding a model of this task), with a fresh
-    optimizer: e.g. another rate point fine-tuned from a trained model, or a
-    run continued from the weights a bundle ships."""
+def _warm_weights(s, path: str, task):
+    """The weights a fresh run starts from (``train.init_from``: another run's
+    EMA weights in a workdir, or the model of this task in a bundle), checked
+    against this config's model before anything is compiled."""
     if _is_bundle(path):
         _, params, _ = nnx.split(_bundle_model(path, task.name), nnx.Param, ...)
         pure = params.to_pure_dict()
@@ -71,6 +70,14 @@ def _warm_start(s, state, path: str, task):
     shapes = lambda tree: jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), tree)  # noqa: E731
     if shapes(pure) != shapes(s.abstract["params"]):
         raise tasks.TaskError(f"train.init_from={path}: its model differs from this config's")
+    return pure
+
+
+def _warm_start(s, state, pure):
+    """The state of a fresh run that starts from the weights ``pure``
+    (``_warm_weights``) with a fresh optimizer: e.g. another rate point
+    fine-tuned from a trained model, or a run continued from the weights a
+    bundle ships."""
 
     # Fresh buffers (a jitted copy): the step donates params and EMA, so they
     # must not alias each other or the restored arrays.
@@ -143,11 +150,14 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
         if is_main:
             print(f"resumed from step {start} in {workdir}", flush=True)
     else:
+        # init_from is checked first: a model that does not fit fails before
+        # the (long) compilation of the initialisation.
+        warm = _warm_weights(s, tcfg.init_from, task) if tcfg.get("init_from", "") else None
         state, start = train_state.init(s, task, config), 0
         if task.discriminator is not None:
             state = _start_generator(s, state, frozen_graphdef, frozen_state)
-        if tcfg.get("init_from", ""):
-            state = _warm_start(s, state, tcfg.init_from, task)
+        if warm is not None:
+            state = _warm_start(s, state, warm)
             if is_main:
                 print(f"starting from the weights of {tcfg.init_from}", flush=True)
 
