@@ -144,15 +144,14 @@ def rounded(codec, dtype: str):
 
         return jax.tree.map(leaf, tree)
 
-    graphdef, state = nnx.split(codec.autoencoder)
-    autoencoder = nnx.merge(graphdef, cast(state))
     decoders = {
         name: (gen.config, (gen.graphdef, cast(gen.state)))
         for name, gen in codec.generative.items()
     }
-    if codec.family == "cdc":
+    if codec.family == "cdc":  # the CDC model is its own coder: cast above
         return Codec(codec.config, None, decoders=decoders)
-    return Codec(codec.config, autoencoder, decoders=decoders)
+    graphdef, state = nnx.split(codec.autoencoder)
+    return Codec(codec.config, nnx.merge(graphdef, cast(state)), decoders=decoders)
 
 
 def export(workdirs, out, which: str = "ema", stablehlo: bool = False, decode_settings=(),
