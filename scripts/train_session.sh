@@ -82,8 +82,13 @@ diffusion() {
     ((k > DIFF_STEPS)) && k=$DIFF_STEPS
     ae=$RUNS/ae_0.3
     [ -n "$(ls "$ae/checkpoints" 2>/dev/null)" ] || ae=$SNAPSHOT
+    # The training photos' x_mse by this autoencoder, decoded from real files
+    # of the whole photos (rebuilt only when the autoencoder changed).
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 "$PY" -m \
+      hific_diffusion.data.reconstructions --autoencoder="$ae" --data="$PHOTOS/train" \
+      --out="$RUNS/x_mse_0.3" >> "$RUNS/diffusion_0.3.log" 2>&1
     train diffusion_0.3 photos:diffusion:0.3 "$k" 0 "${LPIPS[@]}" "${INIT_DIFF[@]}" \
-      --config.train.autoencoder_checkpoint="$ae"
+      --config.train.autoencoder_checkpoint="$ae" --config.data.reconstructions="$RUNS/x_mse_0.3"
     ((k >= DIFF_STEPS)) && break
   done
 }

@@ -47,7 +47,8 @@ def shard_options(process_index: int | None = None, process_count: int | None = 
 def make_dataset(
     data_cfg, global_batch: int, seed: int, shard=None, start: int = 0
 ) -> grain.IterDataset:
-    """Host-local batches ``uint8[global_batch / shard_count, crop, crop, 3]``, endless.
+    """Host-local batches ``uint8[global_batch / shard_count, crop, crop, 3]``, endless
+    (6 channels with ``data.reconstructions``: the photo, then its x_mse).
 
     ``start`` skips that many global batches (resuming without iterator state).
     """
@@ -58,6 +59,12 @@ def make_dataset(
         )
     local = global_batch // shard.shard_count
     source = make_source(data_cfg, seed)
+    if data_cfg.reconstructions:
+        if data_cfg.source != "folder":
+            raise DataError("data.reconstructions needs data.source = 'folder'")
+        from hific_diffusion.data import reconstructions
+
+        source = reconstructions.PairedSource(source, data_cfg.reconstructions)
     if len(source) == 0:
         raise DataError(f"data source {data_cfg.source!r} is empty")
     crop, flip = int(data_cfg.crop), bool(data_cfg.flip)

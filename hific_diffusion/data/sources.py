@@ -42,6 +42,7 @@ class FolderSource:
         root = Path(path).expanduser()
         if not root.is_dir():
             raise DataError(f"data.path {path!r} is not a directory")
+        self.root = root
         self.files = sorted(
             p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
         )

@@ -63,5 +63,9 @@ def data_config() -> ml_collections.ConfigDict:
             num_workers=0,
             # synthetic: number of distinct images.
             synthetic_size=64,
+            # Stage 2: a folder of the photos' x_mse made by the frozen
+            # autoencoder (data/reconstructions.py) to condition on, instead of
+            # running it on every crop; "" = run it.
+            reconstructions="",
         )
     )

@@ -52,7 +52,9 @@ def make_step_fn(task, config, graphdef, tx, frozen_graphdef=None, disc=None):
         step = state["step"]
         x01 = batch.astype(jnp.float32) / 255.0
         x_mse = None
-        if frozen_graphdef is not None:
+        if batch.shape[-1] == 6:  # data.reconstructions: the photo, then its x_mse
+            x01, x_mse = x01[..., :3], x01[..., 3:]
+        elif frozen_graphdef is not None:
             x_mse = tasks.reconstruct(nnx.merge(frozen_graphdef, frozen_state, copy=True), x01)
         rng = jax.random.fold_in(base_key, step)
 

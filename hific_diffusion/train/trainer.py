@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hific_diffusion.data import pipeline
+from hific_diffusion.data import pipeline, reconstructions
 from hific_diffusion.errors import HfdError
 from hific_diffusion.train import checkpoint, distributed, reporting, samples, step, tasks
 from hific_diffusion.train import sharding as shd
@@ -39,9 +39,10 @@ def _bundle_model(path: str, name: str):
     return models._bundle_module(b, name)
 
 
-def _frozen_autoencoder(path: str, mesh):
+def _frozen_autoencoder(path: str, mesh, reconstructions_dir: str = ""):
     """Stage 2: the frozen, replicated stage-1 model: a training workdir's EMA
-    weights or an inference bundle's autoencoder."""
+    weights or an inference bundle's autoencoder. ``reconstructions_dir``
+    (``data.reconstructions``) must have been made by it."""
     if not path:
         raise tasks.TaskError(
             "stage 2 needs config.train.autoencoder_checkpoint (a stage-1 workdir or a bundle)"
@@ -51,6 +52,8 @@ def _frozen_autoencoder(path: str, mesh):
     else:
         _, model = checkpoint.restore_model(path, task="autoencoder", which="ema")
     graphdef, state = nnx.split(model)
+    if reconstructions_dir:
+        reconstructions.check_autoencoder(reconstructions_dir, state)
     shardings = jax.tree.map(lambda _: shd.replicated(mesh), state)
     return graphdef, jax.device_put(state, shardings), shardings
 
@@ -124,10 +127,14 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
 
     # --------------------------------------------------------- model and state
     task = tasks.get_task(config.task)
+    if config.data.reconstructions and not (task.needs_autoencoder and task.loss is not None):
+        raise tasks.TaskError(
+            f"data.reconstructions is x_mse to condition on; task {task.name!r} does not"
+        )
     frozen_graphdef = frozen_state = frozen_sh = None
     if task.needs_autoencoder:
         frozen_graphdef, frozen_state, frozen_sh = _frozen_autoencoder(
-            tcfg.autoencoder_checkpoint, mesh
+            tcfg.autoencoder_checkpoint, mesh, config.data.reconstructions
         )
     s = train_state.setup(task, config, mesh)
     step_fn = step.make_step_fn(task, config, s.graphdef, s.tx, frozen_graphdef, s.disc)
@@ -211,7 +218,7 @@ def run(config, workdir, profile_steps: int = 0, *, devices=None, distributed_ar
             ema = jax.device_get(state["ema"])
             frozen = (frozen_graphdef, frozen_state)
             batch_rows = samples.rows(
-                task, config, s.graphdef, ema, s.rest, frozen, local[: tcfg.num_samples]
+                task, config, s.graphdef, ema, s.rest, frozen, local[: tcfg.num_samples, ..., :3]
             )
             report.images(done, batch_rows)
 
